@@ -1,0 +1,32 @@
+# Every target creates .venv when it is missing: `make demo` and `make test` work on a fresh clone.
+VENV := .venv
+BIN := $(VENV)/bin
+# The real data sit beside the checkout (../shared/data) on the lab's machines and in CI; elsewhere set SEQ2EPI_DATA.
+export SEQ2EPI_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
+
+.PHONY: demo test lint lab bench clean-venv
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/seq2epi run demo
+
+test: $(VENV)/.installed lint
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check lib tests benchmarks
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/speed.py
+
+clean-venv:
+	rm -rf $(VENV)

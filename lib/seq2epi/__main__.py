@@ -1,0 +1,5 @@
+import sys
+
+from seq2epi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,280 @@
+"""Figures of the lab record: training curves, ROC/PR, confusion, genome tracks, comparisons, attention."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrow
+from matplotlib.ticker import FuncFormatter
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+MAX_GENE_NAMES = 12  # gene names are written only when at most this many genes are in view
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    """Seaborn ticks style for the figures made inside, without touching global rcParams."""
+    with sns.axes_style("ticks"), sns.plotting_context("notebook", font_scale=0.9):
+        yield
+
+
+def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} lacks columns {missing}; expected {columns}, got {list(df.columns)}.")
+
+
+# ---- training curves -------------------------------------------------------------------------------------
+
+
+def plot_history(history: pd.DataFrame) -> dict[str, Figure]:
+    """The lab's per-run figures "val_auc", "loss" and "val_acc"; the best epoch (max val_auc) marked."""
+    _require(history, ["epoch", "train_loss", "val_loss", "val_auc", "val_acc"], "history")
+    if history.empty:
+        raise ValueError("history has no rows; expected one row per epoch.")
+    best = history.loc[history["val_auc"].idxmax()]
+    panels = {"val_auc": ["val_auc"], "loss": ["train_loss", "val_loss"], "val_acc": ["val_acc"]}
+    figs = {}
+    with _style():
+        for key, columns in panels.items():
+            fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+            for col in columns:
+                ax.plot(history["epoch"], history[col], marker="o", markersize=4, label=col)
+            ax.axvline(best["epoch"], color="0.5", ls="--", lw=1,
+                       label=f"best epoch {int(best['epoch'])} (val_auc {best['val_auc']:.3f})")
+            ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.legend(frameon=False, fontsize="small")
+            sns.despine(fig)
+            figs[key] = fig
+    return figs
+
+
+def plot_compare(histories: dict[str, pd.DataFrame], metric: str) -> Figure:
+    """One curve of `metric` against epoch per run (e.g. the lab's kmers comparison)."""
+    with _style():
+        fig, ax = plt.subplots(figsize=(5.5, 3.5), layout="constrained")
+        for name, history in histories.items():
+            _require(history, ["epoch", metric], f"history of run {name!r}")
+            ax.plot(history["epoch"], history[metric], marker="o", markersize=4, label=str(name))
+        ax.set(xlabel="epoch", ylabel=metric.replace("_", " "))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(title="run", frameon=False, fontsize="small")
+        sns.despine(fig)
+    return fig
+
+
+def plot_compare_bars(table: pd.DataFrame, by: str, metrics: list[str]) -> Figure:
+    """Grouped bars of each run's `metrics`, one colour per value of the varied parameter `by`."""
+    _require(table, [by, *metrics], "comparison table")
+    long = table.assign(**{by: table[by].astype(str)}).melt(id_vars=by, value_vars=metrics, var_name="metric")
+    with _style():
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(metrics) * max(1, len(table)) ** 0.5, 3.5),
+                               layout="constrained")
+        sns.barplot(long, x="metric", y="value", hue=by, errorbar=None, ax=ax)
+        for bars in ax.containers:
+            ax.bar_label(bars, fmt="%.3f", fontsize="x-small", padding=2)
+        ax.set(xlabel="", ylabel="value", ylim=(0, 1.12 * max(1e-9, long["value"].max())))
+        ax.legend(title=by, frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+        sns.despine(fig)
+    return fig
+
+
+# ---- evaluation ------------------------------------------------------------------------------------------
+
+
+def plot_roc_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
+    """ROC and precision-recall panels, one line per {name: (y_true, y_score)}, AUROC/AUPRC in the legend."""
+    with _style():
+        fig, (roc, pr) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+        for name, (y, score) in curves.items():
+            y, score = np.asarray(y), np.asarray(score)
+            fpr, tpr, _ = roc_curve(y, score)
+            precision, recall, _ = precision_recall_curve(y, score)
+            roc.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, score):.3f})")
+            pr.plot(recall, precision, drawstyle="steps-post",
+                    label=f"{name} (AUPRC {average_precision_score(y, score):.3f})")
+        roc.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
+        pr.axhline(y.mean(), color="0.6", ls="--", lw=1)  # chance: the positive fraction
+        roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
+        for ax in (roc, pr):
+            ax.set(xlim=(0, 1), ylim=(0, 1.01))
+        roc.legend(loc="lower right", frameon=False, fontsize="small")
+        pr.legend(loc="lower left", frameon=False, fontsize="small")
+        sns.despine(fig)
+    return fig
+
+
+def plot_confusion(metrics: dict) -> Figure:
+    """Confusion matrix from tp, fp, tn, fn: rows the true label, cells the count and share of the row."""
+    missing = [k for k in ("tp", "fp", "tn", "fn") if k not in metrics]
+    if missing:
+        raise ValueError(f"metrics lacks keys {missing}; expected tp, fp, tn and fn.")
+    counts = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]], dtype=int)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    annot = np.array([[f"{n:,}\n{s:.1%}" for n, s in zip(row, srow, strict=True)]
+                      for row, srow in zip(counts, shares, strict=True)])
+    with _style():
+        fig, ax = plt.subplots(figsize=(3.8, 3.4), layout="constrained")
+        ticks = ["negative", "positive"]
+        sns.heatmap(shares, annot=annot, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, square=True,
+                    linewidths=1, xticklabels=ticks, yticklabels=ticks, ax=ax)
+        ax.set(xlabel="predicted label", ylabel="true label")
+        ax.tick_params(length=0)
+        ax.tick_params(axis="y", labelrotation=0)
+    return fig
+
+
+def plot_scores_by_label(y_true: np.ndarray, y_score: np.ndarray) -> Figure:
+    """Histogram of predicted probability for each true label (densities, so both classes are visible)."""
+    y_true, y_score = np.asarray(y_true).astype(int), np.asarray(y_score, dtype=float)
+    if y_true.shape != y_score.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_score has {y_score.shape}; expected equal.")
+    word = {0: "negative", 1: "positive"}
+    values, counts = np.unique(y_true, return_counts=True)
+    names = {v: f"{word.get(v, v)} (n={n:,})" for v, n in zip(values, counts, strict=True)}
+    df = pd.DataFrame({"score": y_score, "true label": pd.Series(y_true).map(names)})
+    with _style():
+        fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+        sns.histplot(df, x="score", hue="true label", bins=40, binrange=(0, 1), stat="density",
+                     hue_order=sorted(names.values()), common_norm=False, element="step", ax=ax)
+        ax.set(xlabel="predicted probability", xlim=(0, 1))
+        sns.despine(fig)
+    return fig
+
+
+def plot_attention(weights: np.ndarray, title: str = "") -> Figure:
+    """Heatmap of one attention map [L queries, L keys]."""
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
+        raise ValueError(f"attention weights have shape {weights.shape}; expected a square [L, L] array.")
+    with _style():
+        fig, ax = plt.subplots(figsize=(5, 4.3), layout="constrained")
+        im = ax.imshow(weights, cmap="viridis", interpolation="nearest")
+        fig.colorbar(im, ax=ax, label="attention weight", shrink=0.85)
+        ax.set(xlabel="key position", ylabel="query position", title=title)
+    return fig
+
+
+# ---- genome tracks ---------------------------------------------------------------------------------------
+
+
+def _in_region(df: pd.DataFrame, region: tuple[str, int, int], what: str) -> pd.DataFrame:
+    _require(df, ["chrom", "start", "end"], what)
+    chrom, start, end = region
+    keep = (df["chrom"] == chrom) & (df["end"] > start) & (df["start"] < end)
+    return df[keep].sort_values("start")
+
+
+def _pack(starts: np.ndarray, ends: np.ndarray, gap: float) -> np.ndarray:
+    """Greedy row per interval (sorted by start) so that intervals in one row are at least `gap` apart."""
+    row_ends: list[float] = []
+    rows = np.zeros(len(starts), dtype=int)
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        rows[i] = next((r for r, last in enumerate(row_ends) if last + gap <= s), len(row_ends))
+        if rows[i] == len(row_ends):
+            row_ends.append(e)
+        row_ends[rows[i]] = e
+    return rows
+
+
+def _gene_rows(genes: pd.DataFrame, span: float) -> tuple[np.ndarray, bool]:
+    """Row of each gene (room left for names when few genes are in view) and whether names are drawn."""
+    named = 0 < len(genes) <= MAX_GENE_NAMES and "name" in genes.columns
+    gap = span * (0.08 if named else 0.01)
+    return _pack(genes["start"].to_numpy(), genes["end"].to_numpy(), gap), named
+
+
+def _draw_genes(ax, genes: pd.DataFrame, span: float) -> None:
+    rows, named = _gene_rows(genes, span)
+    for row, gene in zip(rows, genes.itertuples(), strict=True):
+        length = gene.end - gene.start
+        minus = getattr(gene, "strand", "+") == "-"
+        ax.add_patch(FancyArrow(gene.end if minus else gene.start, -row, -length if minus else length, 0,
+                                width=0.35, head_width=0.6, head_length=min(length, span * 0.015),
+                                length_includes_head=True, color="#2b5d8a", lw=0))
+        if named:
+            ax.text((gene.start + gene.end) / 2, -row + 0.35, str(gene.name), ha="center", va="bottom",
+                    fontsize="x-small", clip_on=True)
+    ax.set_ylim(-rows.max(initial=0) - 0.6, 1.2 if named else 0.6)
+    ax.set_ylabel("genes", rotation=0, ha="right", va="center")
+
+
+def _draw_intervals(ax, df: pd.DataFrame, name: str, colors=None) -> None:
+    ax.broken_barh(list(zip(df["start"], df["end"] - df["start"], strict=True)), (0.1, 0.8),
+                   facecolors=colors if colors is not None else "#c0504d")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(name, rotation=0, ha="right", va="center")
+
+
+def _draw_score(ax, track: pd.DataFrame, name: str) -> None:
+    """Step plot of the bins (NaN breaks the line across gaps between bins)."""
+    starts, ends, score = (track[c].to_numpy(dtype=float) for c in ("start", "end", "score"))
+    x, y = np.column_stack([starts, ends]).ravel(), np.repeat(score, 2)
+    gaps = np.flatnonzero(starts[1:] > ends[:-1]) + 1
+    x, y = np.insert(x, 2 * gaps, np.nan), np.insert(y, 2 * gaps, np.nan)
+    ax.fill_between(x, y, color="#4c72b0", alpha=0.35, lw=0)
+    ax.plot(x, y, color="#4c72b0", lw=0.8)
+    ax.set_ylabel(name, rotation=0, ha="right", va="center")
+
+
+def plot_track(track: pd.DataFrame, region: tuple[str, int, int], genes: pd.DataFrame | None = None,
+               peaks: pd.DataFrame | None = None, labels: pd.DataFrame | None = None,
+               extra: dict[str, pd.DataFrame] | None = None) -> Figure:
+    """Genome-browser view of `region`: gene models, peaks, labelled windows, the score track, `extra` tracks.
+
+    `track` and each `extra` track have columns chrom, start, end, score; `labels` has chrom, start, end,
+    label (positive windows dark, negative light); all are clipped to `region` = (chrom, start, end).
+    """
+    chrom, start, end = region
+    if start >= end:
+        raise ValueError(f"region {chrom}:{start}-{end} is empty; expected start < end.")
+    scores = {"score": _in_region(track, region, "track")}
+    for name, df in (extra or {}).items():
+        scores[name] = _in_region(df, region, f"extra track {name!r}")
+    for name, df in scores.items():
+        _require(df, ["score"], f"track {name!r}")
+    span = end - start
+    rows: list[tuple[str, str, pd.DataFrame, float]] = []  # kind, name, intervals, height
+    if genes is not None:
+        genes = _in_region(genes, region, "genes")
+        rows.append(("genes", "genes", genes, 0.45 + 0.4 * (_gene_rows(genes, span)[0].max(initial=0) + 1)))
+    if peaks is not None:
+        rows.append(("intervals", "peaks", _in_region(peaks, region, "peaks"), 0.35))
+    if labels is not None:
+        _require(labels, ["label"], "labels")
+        rows.append(("intervals", "windows", _in_region(labels, region, "labels"), 0.35))
+    rows += [("score", name, df, 1.3) for name, df in scores.items()]
+
+    unit, scale = ("Mb", 1e6) if span >= 2e6 else ("kb", 1e3)
+    top = max([df["score"].max() for df in scores.values() if len(df)] + [1e-9])
+    bottom = min([df["score"].min() for df in scores.values() if len(df)] + [0])
+    top = 1 if bottom >= 0 and top <= 1 else top  # probabilities: keep the full 0-1 scale
+    with _style():
+        fig, axes = plt.subplots(len(rows), 1, sharex=True, figsize=(10, 0.6 + sum(h for *_, h in rows)),
+                                 height_ratios=[h for *_, h in rows], layout="constrained", squeeze=False)
+        for ax, (kind, name, df, _) in zip(axes[:, 0], rows, strict=True):
+            if kind == "genes":
+                _draw_genes(ax, df, span)
+            elif kind == "intervals":
+                colors = np.where(df["label"] > 0.5, "#2f4f4f", "#c8c8c8") if "label" in df else None
+                _draw_intervals(ax, df, name, colors)
+            else:
+                _draw_score(ax, df, name)
+                ax.set_ylim(bottom, top * 1.05)
+                sns.despine(ax=ax)
+                continue
+            ax.set_yticks([])
+            ax.tick_params(axis="x", bottom=False)
+            sns.despine(ax=ax, left=True, bottom=True)
+        ax = axes[-1, 0]
+        ax.set_xlim(start, end)
+        digits = 0 if span >= 10 * scale else 1 if span >= scale else 3
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / scale:,.{digits}f}"))
+        ax.set_xlabel(f"{chrom} position ({unit})")
+    return fig

@@ -1,0 +1,133 @@
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from seq2epi import plots
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _saves(fig: Figure, tmp_path, name: str = "fig") -> None:
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path)
+    assert path.stat().st_size > 1000
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _history(n: int = 5, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    epoch = np.arange(1, n + 1)
+    return pd.DataFrame({
+        "epoch": epoch, "train_loss": 0.5 / epoch, "val_loss": 0.5 / epoch + 0.05,
+        "val_auc": np.array([0.90, 0.93, 0.95, 0.94, 0.92])[:n], "val_acc": rng.uniform(0.8, 0.9, n),
+        "val_sens": 0.85, "val_spec": 0.85, "val_mcc": 0.7,
+    })
+
+
+def _scores(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
+
+
+def test_plot_history(tmp_path):
+    figs = plots.plot_history(_history())
+    assert set(figs) == {"val_auc", "loss", "val_acc"}
+    ax = figs["loss"].axes[0]
+    assert len(ax.lines) == 3  # train, val, best-epoch marker
+    assert _legend(ax)[:2] == ["train_loss", "val_loss"]
+    assert "best epoch 3" in _legend(figs["val_auc"].axes[0])[-1]
+    for name, fig in figs.items():
+        _saves(fig, tmp_path, name)
+
+
+def test_plot_history_missing_column():
+    with pytest.raises(ValueError, match="val_auc"):
+        plots.plot_history(_history().drop(columns="val_auc"))
+
+
+def test_plot_roc_pr(tmp_path):
+    fig = plots.plot_roc_pr({"transformer": _scores(seed=0), "GC content": _scores(seed=1)})
+    roc, pr = fig.axes
+    assert len(roc.lines) == 3 and len(pr.lines) == 3  # two models + chance line
+    assert all("AUROC" in t for t in _legend(roc)) and all("AUPRC" in t for t in _legend(pr))
+    _saves(fig, tmp_path)
+
+
+def test_plot_confusion(tmp_path):
+    fig = plots.plot_confusion({"tp": 40, "fp": 10, "tn": 45, "fn": 5})
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts[0].startswith("45") and texts[-1].startswith("40")  # rows = true label: tn first, tp last
+    assert fig.axes[0].get_ylabel() == "true label"
+    _saves(fig, tmp_path)
+    with pytest.raises(ValueError, match="fn"):
+        plots.plot_confusion({"tp": 1, "fp": 1, "tn": 1})
+
+
+def test_plot_track(tmp_path):
+    starts = np.arange(1000, 9000, 200)
+    track = pd.DataFrame({"chrom": "chr1", "start": starts, "end": starts + 200,
+                          "score": np.linspace(0, 1, len(starts))})
+    track = track.drop(index=[10, 11])  # a gap between bins
+    genes = pd.DataFrame({"chrom": ["chr1", "chr1", "chr2"], "start": [1500, 5000, 0],
+                          "end": [3000, 7000, 900], "strand": ["+", "-", "+"], "name": ["A", "B", "other"]})
+    peaks = pd.DataFrame({"chrom": "chr1", "start": [2000, 6000], "end": [2500, 6400]})
+    labels = pd.DataFrame({"chrom": "chr1", "start": [1900, 4000], "end": [2600, 4700], "label": [1, 0]})
+    fig = plots.plot_track(track, ("chr1", 0, 10_000), genes=genes, peaks=peaks, labels=labels,
+                           extra={"variety B": track.assign(score=track["score"] / 2)})
+    assert len(fig.axes) == 5
+    assert [t.get_text() for t in fig.axes[0].texts] == ["A", "B"]  # chr2 gene left out
+    assert fig.axes[-1].get_xlabel() == "chr1 position (kb)"
+    _saves(fig, tmp_path)
+    assert len(plots.plot_track(track, ("chr1", 0, 10_000)).axes) == 1
+
+
+def test_plot_track_bad_input():
+    with pytest.raises(ValueError, match="score"):
+        plots.plot_track(pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [10]}), ("chr1", 0, 10))
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_track(pd.DataFrame(columns=["chrom", "start", "end", "score"]), ("chr1", 10, 10))
+
+
+def test_plot_compare(tmp_path):
+    fig = plots.plot_compare({"kmers=10": _history(), "kmers=13": _history(4)}, "val_auc")
+    assert len(fig.axes[0].lines) == 2 and _legend(fig.axes[0]) == ["kmers=10", "kmers=13"]
+    _saves(fig, tmp_path)
+    with pytest.raises(ValueError, match="val_mse"):
+        plots.plot_compare({"a": _history()}, "val_mse")
+
+
+def test_plot_compare_bars(tmp_path):
+    table = pd.DataFrame({"kmers": [10, 13, 20], "val_auc": [0.93, 0.93, 0.94], "val_acc": [0.89, 0.9, 0.9]})
+    fig = plots.plot_compare_bars(table, "kmers", ["val_auc", "val_acc"])
+    assert sum(len(bars) for bars in fig.axes[0].containers) == 6
+    assert _legend(fig.axes[0]) == ["10", "13", "20"]
+    _saves(fig, tmp_path)
+
+
+def test_plot_attention(tmp_path):
+    weights = np.random.default_rng(0).dirichlet(np.ones(16), size=16)
+    fig = plots.plot_attention(weights, title="layer 1")
+    assert len(fig.axes) == 2  # map + colorbar
+    assert fig.axes[0].get_xlabel() == "key position" and fig.axes[0].get_title() == "layer 1"
+    _saves(fig, tmp_path)
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_attention(np.ones((3, 4)))
+
+
+def test_plot_scores_by_label(tmp_path):
+    y, score = _scores()
+    fig = plots.plot_scores_by_label(y, score)
+    assert [t.split(" ")[0] for t in _legend(fig.axes[0])] == ["negative", "positive"]
+    _saves(fig, tmp_path)
