@@ -1,0 +1,142 @@
+"""Labeled sequence CSVs, dataset files (.npz) and the torch dataset over token windows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seq2epi.sequence import PAD, reverse_complement
+
+_ARRAYS = ("tokens", "lengths", "labels", "split")
+_SPLITS = ("train", "val", "test")
+
+
+def read_labeled_csv(path) -> pd.DataFrame:
+    """Sequences and 0/1 labels from a CSV with header Sequence,labels or sequence,label."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file {path} does not exist")
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip().lower() for h in next(reader, [])]
+        label_col = "label" if "label" in header else "labels"
+        if "sequence" not in header or label_col not in header:
+            raise ValueError(f"{path} line 1: expected a header with columns sequence,label, got {header}.")
+        i_seq, i_label = header.index("sequence"), header.index(label_col)
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{path} line {reader.line_num}"
+            if len(row) <= max(i_seq, i_label):
+                raise ValueError(f"{where}: expected {len(header)} columns, got {len(row)}.")
+            seq, label = row[i_seq].strip(), row[i_label].strip()
+            if not seq:
+                raise ValueError(f"{where}: empty sequence.")
+            if label not in ("0", "1", "0.0", "1.0"):
+                raise ValueError(f"{where}: label must be 0 or 1, got {label!r}.")
+            rows.append((seq, int(float(label))))
+    if not rows:
+        raise ValueError(f"{path} has a header but no records.")
+    return pd.DataFrame(rows, columns=["sequence", "label"])
+
+
+def random_split(n: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation rows: round(n * val_fraction) rows chosen with numpy default_rng(seed)."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(n)[: round(n * val_fraction)]] = True
+    return mask
+
+
+def save_dataset(path, tokens, lengths, labels, split, **meta) -> None:
+    """Atomically write tokens [n, L], lengths, labels [n] or [n, n_targets], split and JSON meta to .npz."""
+    path = Path(path)
+    tokens = np.asarray(tokens, dtype=np.uint8)
+    arrays = {
+        "tokens": tokens,
+        "lengths": np.asarray(lengths, dtype=np.int32),
+        "labels": np.asarray(labels, dtype=np.float32),
+        "split": np.asarray(split).astype(str),
+    }
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [n, L], got shape {tokens.shape}.")
+    for name, array in arrays.items():
+        if len(array) != len(tokens):
+            raise ValueError(f"{name} has {len(array)} rows but tokens has {len(tokens)}.")
+    bad = sorted(set(arrays["split"]) - set(_SPLITS))
+    if bad:
+        raise ValueError(f"split values must be train/val/test, got {bad}.")
+    try:
+        arrays["meta"] = np.array(json.dumps(meta))
+    except TypeError as e:
+        raise ValueError(f"meta must be JSON-serialisable: {e}.") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_dataset(path) -> dict:
+    """Arrays tokens, lengths, labels, split of a saved dataset, plus its meta keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    with np.load(path, allow_pickle=False) as z:
+        out = {name: z[name] for name in _ARRAYS}
+        out.update(json.loads(str(z["meta"])))
+    return out
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Token windows with labels; rc_augment reverse-complements each item with probability 0.5.
+
+    The flip depends only on (seed, epoch, index), so it is the same whatever the DataLoader workers or resume
+    point; call `set_epoch` before building each epoch's iterator (not with persistent workers).
+    """
+
+    def __init__(self, tokens, lengths, labels, rc_augment: bool = False, seed: int = 0):
+        self.tokens = np.asarray(tokens, dtype=np.uint8)
+        self.lengths = np.asarray(lengths)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        if not len(self.tokens) == len(self.lengths) == len(self.labels):
+            raise ValueError(
+                f"tokens, lengths and labels differ in rows: {len(self.tokens)}, {len(self.lengths)}, "
+                f"{len(self.labels)}."
+            )
+        self.rc_augment = rc_augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, idx):
+        idx = range(len(self))[idx]
+        tokens = self.tokens[idx]
+        if self.rc_augment and np.random.default_rng((self.seed, self.epoch, idx)).random() < 0.5:
+            tokens = reverse_complement(tokens[None], self.lengths[idx : idx + 1])[0]
+        return torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(np.array(self.labels[idx]))
+
+
+def collate_trim(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (tokens, label) items and drop trailing columns that are PAD in every row."""
+    tokens = torch.stack([t for t, _ in batch])
+    labels = torch.stack([y for _, y in batch])
+    used = (tokens != PAD).any(0).nonzero()
+    width = int(used.max()) + 1 if len(used) else 0
+    return tokens[:, :width], labels

@@ -1,0 +1,185 @@
+"""Peaks (BED / narrowPeak), windows around summits, background windows, chromosome splits, GFF genes."""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from pathlib import Path
+from urllib.parse import unquote
+
+import bioframe
+import numpy as np
+import pandas as pd
+
+_HEADER_PREFIXES = ("#", "track", "browser")
+
+
+def _open_text(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"file {path} does not exist")
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+
+
+def _chrom_list(chrom_sizes) -> str:
+    names = list(chrom_sizes)
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+
+
+def _int(value: str, what: str, where: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{where}: {what} must be an integer, got {value!r}.") from None
+
+
+def read_peaks(path, chrom_sizes: dict[str, int]) -> pd.DataFrame:
+    """Peaks from BED3+ or narrowPeak as chrom,start,end,summit (summit absolute; peak centre when absent)."""
+    path = Path(path)
+    rows = []
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.startswith(_HEADER_PREFIXES):
+                continue
+            where = f"{path} line {lineno}"
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) < 3:
+                fields = line.split()
+            if len(fields) < 3:
+                raise ValueError(f"{where}: expected at least 3 tab-separated columns (chrom, start, end).")
+            chrom = fields[0]
+            start, end = _int(fields[1], "start", where), _int(fields[2], "end", where)
+            if not 0 <= start < end:
+                raise ValueError(f"{where}: expected 0 <= start < end, got start={start} end={end}.")
+            if chrom not in chrom_sizes:
+                names = _chrom_list(chrom_sizes)
+                raise ValueError(f"{where}: chromosome {chrom!r} is not in the FASTA (which has {names}).")
+            summit = (start + end) // 2
+            if len(fields) == 10:
+                offset = _int(fields[9], "the narrowPeak summit offset (column 10)", where)
+                if offset >= end - start:
+                    raise ValueError(
+                        f"{where}: summit offset {offset} lies outside the {end - start} bp peak."
+                    )
+                if offset >= 0:
+                    summit = start + offset
+            rows.append((chrom, start, end, summit))
+    if not rows:
+        raise ValueError(f"{path} has no peak records (the file is empty or only has header lines).")
+    peaks = pd.DataFrame(rows, columns=["chrom", "start", "end", "summit"])
+    size = peaks["chrom"].map(chrom_sizes)
+    past = peaks["end"] > size
+    inside = peaks["start"] < size
+    if past.any():
+        warnings.warn(
+            f"{path}: clipped {int((past & inside).sum())} peak(s) extending past the chromosome end and "
+            f"dropped {int((~inside).sum())} lying entirely past it.",
+            stacklevel=2,
+        )
+        peaks["end"] = np.minimum(peaks["end"], size)
+        peaks["summit"] = np.minimum(peaks["summit"], peaks["end"] - 1)
+        peaks = peaks[inside].reset_index(drop=True)
+    return peaks
+
+
+def summit_windows(peaks: pd.DataFrame, window: int, chrom_sizes: dict[str, int]) -> pd.DataFrame:
+    """Windows of `window` bp centred on each summit, shifted inside the chromosome, duplicates dropped."""
+    if window <= 0:
+        raise ValueError(f"window must be a positive number of bp, got {window}.")
+    for chrom in peaks["chrom"].unique():
+        if chrom not in chrom_sizes:
+            raise ValueError(
+                f"chromosome {chrom!r} of the peaks is not in the FASTA ({_chrom_list(chrom_sizes)})."
+            )
+        if chrom_sizes[chrom] < window:
+            raise ValueError(
+                f"window {window} bp is longer than chromosome {chrom} ({chrom_sizes[chrom]} bp)."
+            )
+    summit = peaks["summit"] if "summit" in peaks else (peaks["start"] + peaks["end"]) // 2
+    size = peaks["chrom"].map(chrom_sizes)
+    start = np.clip(summit - window // 2, 0, size - window).astype(np.int64)
+    out = pd.DataFrame({"chrom": peaks["chrom"].values, "start": start.values, "end": start.values + window})
+    return out.drop_duplicates().reset_index(drop=True)
+
+
+def background_windows(
+    peaks: pd.DataFrame, chrom_sizes: dict[str, int], window: int, n: int, seed: int
+) -> pd.DataFrame:
+    """`n` distinct random windows overlapping no peak, drawn uniformly over all such windows, sorted."""
+    if window <= 0 or n < 0:
+        raise ValueError(f"window must be positive and n non-negative, got window={window} n={n}.")
+    free = bioframe.complement(peaks[["chrom", "start", "end"]], view_df=dict(chrom_sizes))
+    n_starts = np.maximum(free["end"].to_numpy() - free["start"].to_numpy() - window + 1, 0)
+    total = int(n_starts.sum())
+    if total < n:
+        raise ValueError(
+            f"only {total} windows of {window} bp avoid the peaks, fewer than the n={n} requested."
+        )
+    picks = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    cum = np.cumsum(n_starts)
+    region = np.searchsorted(cum, picks, side="right")
+    start = free["start"].to_numpy()[region] + picks - (cum[region] - n_starts[region])
+    return pd.DataFrame(
+        {"chrom": free["chrom"].to_numpy()[region], "start": start.astype(np.int64), "end": start + window}
+    )
+
+
+def split_by_chromosome(df: pd.DataFrame, val_chroms: list[str], test_chroms: list[str]) -> np.ndarray:
+    """'train' / 'val' / 'test' per row of `df` by its chromosome."""
+    both = set(val_chroms) & set(test_chroms)
+    if both:
+        raise ValueError(f"chromosomes {sorted(both)} are listed as both validation and test.")
+    present = set(df["chrom"])
+    for kind, chroms in (("validation", val_chroms), ("test", test_chroms)):
+        missing = [c for c in chroms if c not in present]
+        if missing:
+            names = _chrom_list(sorted(present))
+            raise ValueError(
+                f"{kind} chromosome(s) {missing} do not occur in the windows (which have {names})."
+            )
+    chrom = df["chrom"].to_numpy()
+    return np.where(np.isin(chrom, test_chroms), "test", np.where(np.isin(chrom, val_chroms), "val", "train"))
+
+
+def read_gff_genes(path) -> pd.DataFrame:
+    """Gene features of a GFF3 (optionally .gz) as chrom,start,end,strand,name (0-based half-open)."""
+    path = Path(path)
+    rows = []
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.startswith("##FASTA"):
+                break
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            where = f"{path} line {lineno}"
+            if len(fields) != 9:
+                raise ValueError(f"{where}: expected 9 tab-separated GFF3 columns, got {len(fields)}.")
+            if fields[2] != "gene":
+                continue
+            start, end = _int(fields[3], "start", where) - 1, _int(fields[4], "end", where)
+            if not 0 <= start < end:
+                raise ValueError(f"{where}: expected 1 <= start <= end, got start={start + 1} end={end}.")
+            attrs = dict(kv.split("=", 1) for kv in fields[8].strip().split(";") if "=" in kv)
+            name = unquote(attrs.get("Name") or attrs.get("ID") or "")
+            rows.append((fields[0], start, end, fields[6], name))
+    if not rows:
+        raise ValueError(f"{path} has no 'gene' features (GFF3 column 3).")
+    return pd.DataFrame(rows, columns=["chrom", "start", "end", "strand", "name"])
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+    """'chr01:100000-150000' (0-based half-open, commas allowed) as (chrom, start, end)."""
+    chrom, _, span = text.replace(",", "").rpartition(":")
+    start, _, end = span.partition("-")
+    if not chrom or not start.isdigit() or not end.isdigit() or int(start) >= int(end):
+        raise ValueError(f"region {text!r} is not of the form chrom:start-end with start < end.")
+    return chrom, int(start), int(end)
+
+
+def overlaps(windows: pd.DataFrame, peaks: pd.DataFrame) -> np.ndarray:
+    """Whether each window (chrom,start,end) overlaps any peak, in the windows' order."""
+    hits = bioframe.overlap(windows[["chrom", "start", "end"]].reset_index(drop=True),
+                            peaks[["chrom", "start", "end"]], how="inner", return_index=True)
+    found = np.zeros(len(windows), bool)
+    found[hits["index"].unique()] = True
+    return found

@@ -1,0 +1,136 @@
+"""DNA tokens (A C G T N PAD), reverse complement, GC content and FASTA access."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+
+ALPHABET = "ACGTN"
+N = 4
+PAD = 5
+N_TOKENS = 6
+
+_ENCODE = np.full(256, N, dtype=np.uint8)
+for _i, _base in enumerate("ACGT"):
+    _ENCODE[ord(_base)] = _ENCODE[ord(_base.lower())] = _i
+_DECODE = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
+_COMPLEMENT = np.array([3, 2, 1, 0, N, PAD], dtype=np.uint8)
+
+
+def encode(seq: str) -> np.ndarray:
+    """Tokens of `seq` (uint8, same length); anything not ACGT/acgt becomes N."""
+    return _ENCODE[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)]
+
+
+def decode(tokens) -> str:
+    """The sequence of `tokens`, PAD dropped."""
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() > PAD):
+        raise ValueError(f"tokens must lie in 0..{PAD}, got values from {tokens.min()} to {tokens.max()}")
+    tokens = tokens[tokens != PAD].astype(np.intp)
+    return _DECODE[tokens].tobytes().decode()
+
+
+def _valid_mask(tokens: np.ndarray, lengths) -> np.ndarray:
+    """[n, L] mask of positions inside each sequence (before its length, or not PAD when no lengths)."""
+    if lengths is None:
+        return tokens != PAD
+    lengths = np.asarray(lengths).reshape(-1)
+    return np.arange(tokens.shape[1]) < lengths[:, None]
+
+
+def reverse_complement(tokens: np.ndarray, lengths=None) -> np.ndarray:
+    """Reverse complement; for padded [n, L] each valid prefix is reversed and PAD stays at the end.
+
+    Without `lengths`, the valid prefix is the non-PAD positions (PAD is only ever trailing).
+    """
+    tokens = np.asarray(tokens, dtype=np.uint8)
+    if tokens.ndim not in (1, 2):
+        raise ValueError(f"tokens must be 1-D or 2-D, got shape {tokens.shape}")
+    batch = np.atleast_2d(tokens)
+    n, width = batch.shape
+    lengths = _valid_mask(batch, lengths).sum(1)
+    source = lengths[:, None] - 1 - np.arange(width)
+    valid = source >= 0
+    out = np.full_like(batch, PAD)
+    rows = np.broadcast_to(np.arange(n)[:, None], batch.shape)
+    out[valid] = _COMPLEMENT[batch[rows[valid], source[valid]]]
+    return out[0] if tokens.ndim == 1 else out
+
+
+def pad_batch(seqs: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stack token arrays into a PAD-filled [n, length] uint8 array (length defaults to the longest)."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int32)
+    width = int(lengths.max(initial=0)) if length is None else length
+    if lengths.size and lengths.max() > width:
+        i = int(lengths.argmax())
+        raise ValueError(f"sequence {i} has {lengths[i]} tokens, longer than length={width}")
+    out = np.full((len(seqs), width), PAD, dtype=np.uint8)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out, lengths
+
+
+def gc_content(tokens, lengths=None) -> np.ndarray:
+    """Fraction of G+C among valid non-N bases, per sequence (NaN when there are none)."""
+    tokens = np.asarray(tokens)
+    batch = np.atleast_2d(tokens)
+    valid = _valid_mask(batch, lengths) & (batch < N)
+    gc = (valid & ((batch == 1) | (batch == 2))).sum(1)
+    total = valid.sum(1)
+    out = np.divide(gc, total, out=np.full(len(batch), np.nan), where=total > 0)
+    return out[0] if tokens.ndim == 1 else out
+
+
+def _check_not_plain_gzip(path: Path) -> None:
+    """Raise when `path` is gzip but not bgzip (BGZF has an extra field 'BC' in every block header)."""
+    with open(path, "rb") as f:
+        head = f.read(18)
+    if head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+        raise ValueError(f"{path} is gzip-compressed but not bgzip; recompress it with `bgzip` (htslib).")
+
+
+def _index_names(path: Path) -> dict[str, str]:
+    """pyfaidx index locations: next to the FASTA, or in a temp cache when that folder is read-only."""
+    if Path(f"{path}.fai").exists() or os.access(path.parent, os.W_OK):
+        return {}
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / "seq2epi-fai" / key
+    cache.mkdir(parents=True, exist_ok=True)
+    return {"indexname": str(cache / f"{path.name}.fai"), "gzi_indexname": str(cache / f"{path.name}.gzi")}
+
+
+class Genome:
+    """Read-only FASTA (plain or bgzipped) via pyfaidx; the .fai index is built when absent."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"FASTA file {self.path} does not exist")
+        _check_not_plain_gzip(self.path)
+        self._fasta = pyfaidx.Fasta(
+            str(self.path), as_raw=True, sequence_always_upper=True, **_index_names(self.path)
+        )
+        self.chrom_sizes: dict[str, int] = {name: len(rec) for name, rec in self._fasta.items()}
+
+    def __repr__(self) -> str:
+        return f"Genome({str(self.path)!r}, {len(self.chrom_sizes)} chromosomes)"
+
+    def fetch(self, chrom: str, start: int, end: int) -> str:
+        """Upper-case sequence of chrom:[start, end)."""
+        if chrom not in self.chrom_sizes:
+            names = ", ".join(list(self.chrom_sizes)[:10])
+            raise ValueError(f"{self.path}: chromosome {chrom!r} is not in the FASTA (which has {names}).")
+        size = self.chrom_sizes[chrom]
+        if not 0 <= start <= end <= size:
+            raise ValueError(f"{self.path}: interval {chrom}:{start}-{end} is outside 0..{size} or reversed.")
+        return self._fasta[chrom][start:end]
+
+    def tokens(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """Tokens of chrom:[start, end)."""
+        return encode(self.fetch(chrom, start, end))

@@ -1,0 +1,131 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from seq2epi.datasets import (
+    WindowDataset,
+    collate_trim,
+    load_dataset,
+    random_split,
+    read_labeled_csv,
+    save_dataset,
+)
+from seq2epi.sequence import PAD, decode, encode, pad_batch
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture
+def windows():
+    tokens, lengths = pad_batch([encode(s) for s in ["ACGTAC", "GGN", "TTTTA", "CA"]], length=8)
+    return tokens, lengths, np.array([1, 0, 1, 0], dtype=np.float32)
+
+
+def test_read_labeled_csv_both_headers():
+    df = read_labeled_csv(DATA / "labeled.csv")
+    assert list(df.columns) == ["sequence", "label"]
+    assert df["sequence"].tolist() == ["ACGTACGTAC", "acgtnnACGT", "GGGGCCCCAA"]
+    assert df["label"].tolist() == [1, 0, 1] and df["label"].dtype == np.int64
+    assert read_labeled_csv(DATA / "labeled_lower.csv").values.tolist() == [["ACGT", 0], ["TTTTGGGG", 1]]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("seq,label\nACGT,1\n", r"line 1: expected a header with columns sequence,label"),
+        ("sequence,label\nACGT,1\nACGT,2\n", r"line 3: label must be 0 or 1, got '2'"),
+        ("sequence,label\nACGT,1\nACGT,yes\n", r"line 3: label must be 0 or 1, got 'yes'"),
+        ("sequence,label\n\nACGT,1\n,0\n", r"line 4: empty sequence"),
+        ("sequence,label\nACGT\n", r"line 2: expected 2 columns, got 1"),
+        ("sequence,label\n", r"has a header but no records"),
+    ],
+)
+def test_read_labeled_csv_errors_name_file_and_line(tmp_path, text, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"bad\.csv.*{match}"):
+        read_labeled_csv(path)
+
+
+def test_random_split_seeded():
+    mask = random_split(100, 0.2, seed=3)
+    assert mask.dtype == bool and mask.sum() == 20
+    assert np.array_equal(mask, random_split(100, 0.2, seed=3))
+    assert not np.array_equal(mask, random_split(100, 0.2, seed=4))
+    with pytest.raises(ValueError, match="val_fraction"):
+        random_split(10, 1.0, seed=0)
+
+
+def test_save_load_round_trip_with_meta(tmp_path, windows):
+    tokens, lengths, labels = windows
+    path = tmp_path / "sub" / "windows.npz"
+    save_dataset(path, tokens, lengths, labels, ["train", "val", "test", "train"], mark="H3K4me3", window=8)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["windows.npz"]  # no .tmp left behind
+    ds = load_dataset(path)
+    assert np.array_equal(ds["tokens"], tokens) and ds["tokens"].dtype == np.uint8
+    assert np.array_equal(ds["lengths"], lengths)
+    assert ds["labels"].dtype == np.float32 and ds["labels"].tolist() == [1, 0, 1, 0]
+    assert ds["split"].tolist() == ["train", "val", "test", "train"]
+    assert ds["mark"] == "H3K4me3" and ds["window"] == 8
+
+
+def test_save_dataset_multi_target_and_bad_input(tmp_path, windows):
+    tokens, lengths, _ = windows
+    path = tmp_path / "multi.npz"
+    save_dataset(path, tokens, lengths, np.eye(4, 3), np.array(["train"] * 4))
+    assert load_dataset(path)["labels"].shape == (4, 3)
+    with pytest.raises(ValueError, match="labels has 3 rows"):
+        save_dataset(path, tokens, lengths, [0, 1, 0], ["train"] * 4)
+    with pytest.raises(ValueError, match="train/val/test"):
+        save_dataset(path, tokens, lengths, [0, 1, 0, 1], [True, False, True, False])
+    with pytest.raises(ValueError, match="JSON"):
+        save_dataset(path, tokens, lengths, [0, 1, 0, 1], ["train"] * 4, when=object())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.npz"]
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_dataset(tmp_path / "missing.npz")
+
+
+def test_window_dataset_items(windows):
+    ds = WindowDataset(*windows)
+    tokens, label = ds[0]
+    assert tokens.dtype == torch.long and tokens.shape == (8,)
+    assert decode(tokens.numpy()) == "ACGTAC" and label.dtype == torch.float32 and label.item() == 1
+    assert decode(ds[-1][0].numpy()) == "CA" and len(ds) == 4
+
+
+def test_window_dataset_rc_augment_deterministic_per_epoch(windows):
+    tokens, lengths, labels = windows
+    ds = WindowDataset(
+        np.repeat(tokens, 50, 0), np.repeat(lengths, 50), np.repeat(labels, 50), rc_augment=True
+    )
+    first = [decode(ds[i][0].numpy()) for i in range(len(ds))]
+    assert first == [decode(ds[i][0].numpy()) for i in range(len(ds))]
+    assert set(first[:50]) == {"ACGTAC", "GTACGT"}  # both orientations occur, PAD stays at the end
+    assert set(first[50:100]) == {"GGN", "NCC"}
+    assert all(ds[i][0][-1] == PAD for i in range(len(ds)))
+    ds.set_epoch(1)
+    assert first != [decode(ds[i][0].numpy()) for i in range(len(ds))]
+    ds.set_epoch(0)
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=collate_trim)
+    assert [decode(row.numpy()) for batch, _ in loader for row in batch] == first
+
+
+def test_collate_trim_drops_all_pad_columns(windows):
+    ds = WindowDataset(*windows)
+    tokens, labels = collate_trim([ds[1], ds[3]])
+    assert tokens.shape == (2, 3) and tokens.dtype == torch.long
+    assert tokens[1].tolist() == [1, 0, PAD]
+    assert labels.tolist() == [0, 0]
+    assert collate_trim([ds[0], ds[1]])[0].shape == (2, 6)
+
+
+@pytest.mark.skipif(not (SHARED / "rice_smep").is_dir(), reason="shared data absent")
+def test_read_real_smep_csv():
+    df = read_labeled_csv(SHARED / "rice_smep" / "H3K4me3_train.csv")
+    assert len(df) == 2000 and df["label"].sum() == 1000
+    assert df["sequence"].str.len().between(128, 799).all()

@@ -1,0 +1,167 @@
+import os
+import warnings
+from pathlib import Path
+
+import bioframe
+import pandas as pd
+import pytest
+
+from seq2epi.intervals import (
+    background_windows,
+    overlaps,
+    parse_region,
+    read_gff_genes,
+    read_peaks,
+    split_by_chromosome,
+    summit_windows,
+)
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SIZES = {"chr1": 50, "chr2": 25, "chr3": 10}
+
+
+def write(tmp_path, text, name="peaks.bed"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_read_bed_skips_headers_and_centres_summit():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        peaks = read_peaks(DATA / "peaks.bed", SIZES)
+    assert list(peaks.columns) == ["chrom", "start", "end", "summit"]
+    assert peaks.values.tolist() == [["chr1", 5, 15, 10], ["chr1", 30, 40, 35], ["chr2", 2, 12, 7]]
+
+
+def test_read_narrowpeak_summit_offset():
+    peaks = read_peaks(DATA / "peaks.narrowPeak", SIZES)
+    assert peaks["summit"].tolist() == [8, 7]  # 5 + 3; -1 -> centre of 2..12
+
+
+@pytest.mark.parametrize(
+    "text, line, match",
+    [
+        ("chr1\t5\n", 1, "at least 3"),
+        ("chr1\t1\t5\nchr1\tfive\t9\n", 2, "start must be an integer, got 'five'"),
+        ("chr1\t1\t5\nchr1\t2\t9.5\n", 2, "end must be an integer"),
+        ("# header\nchr1\t9\t9\n", 2, "start < end"),
+        ("chr1\t-3\t9\n", 1, "start < end"),
+        ("chr1\t1\t5\nchrX\t1\t5\n", 2, r"'chrX' is not in the FASTA \(which has chr1, chr2, chr3\)"),
+        ("chr1\t5\t15\tp\t0\t.\t1\t1\t1\tx\n", 1, "summit offset"),
+        ("chr1\t5\t15\tp\t0\t.\t1\t1\t1\t10\n", 1, "outside the 10 bp peak"),
+    ],
+)
+def test_read_peaks_errors_name_file_and_line(tmp_path, text, line, match):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match=rf"peaks\.bed line {line}: .*{match}"):
+        read_peaks(path, SIZES)
+
+
+def test_read_peaks_empty_and_missing(tmp_path):
+    with pytest.raises(ValueError, match=r"peaks\.bed has no peak records"):
+        read_peaks(write(tmp_path, "track name=x\n\n"), SIZES)
+    with pytest.raises(FileNotFoundError, match="nope.bed"):
+        read_peaks(tmp_path / "nope.bed", SIZES)
+
+
+def test_read_peaks_clips_and_drops_past_chrom_end(tmp_path):
+    path = write(tmp_path, "chr3\t2\t8\nchr3\t5\t14\nchr2\t20\t30\nchr3\t10\t12\n")
+    with pytest.warns(UserWarning, match=r"peaks\.bed: clipped 2 peak\(s\).*dropped 1") as record:
+        peaks = read_peaks(path, SIZES)
+    assert len(record) == 1
+    assert peaks.values.tolist() == [["chr3", 2, 8, 5], ["chr3", 5, 10, 9], ["chr2", 20, 25, 24]]
+
+
+def test_summit_windows_centred_shifted_and_deduplicated():
+    peaks = pd.DataFrame(
+        {
+            "chrom": ["chr1", "chr1", "chr1", "chr1", "chr2"],
+            "start": [10, 10, 0, 40, 0],
+            "end": [30, 30, 4, 50, 25],
+            "summit": [20, 20, 1, 48, 12],
+        }
+    )
+    windows = summit_windows(peaks, 10, SIZES)
+    assert windows.values.tolist() == [["chr1", 15, 25], ["chr1", 0, 10], ["chr1", 40, 50], ["chr2", 7, 17]]
+    assert (windows["end"] - windows["start"] == 10).all()
+
+
+def test_summit_windows_window_longer_than_chromosome():
+    peaks = pd.DataFrame({"chrom": ["chr3"], "start": [0], "end": [5], "summit": [2]})
+    with pytest.raises(ValueError, match=r"longer than chromosome chr3 \(10 bp\)"):
+        summit_windows(peaks, 11, SIZES)
+
+
+def test_background_windows_avoid_peaks_seeded_sorted():
+    sizes = {"a": 10_000, "b": 5_000}
+    peaks = pd.DataFrame({"chrom": ["a", "a", "b"], "start": [100, 5_000, 0], "end": [900, 6_000, 4_000]})
+    bg = background_windows(peaks, sizes, window=200, n=300, seed=1)
+    assert len(bg) == 300 and not bg.duplicated().any()
+    assert (bg["end"] - bg["start"] == 200).all()
+    assert bioframe.overlap(bg, peaks, how="inner").empty
+    assert all(bg["end"] <= bg["chrom"].map(sizes)) and (bg["start"] >= 0).all()
+    assert bg.equals(bioframe.sort_bedframe(bg, view_df=sizes).reset_index(drop=True))
+    assert bg.equals(background_windows(peaks, sizes, window=200, n=300, seed=1))
+    assert not bg.equals(background_windows(peaks, sizes, window=200, n=300, seed=2))
+
+
+def test_background_windows_use_every_free_position_and_raise_when_too_few():
+    sizes = {"a": 30}
+    peaks = pd.DataFrame({"chrom": ["a"], "start": [10], "end": [20]})
+    bg = background_windows(peaks, sizes, window=8, n=6, seed=0)  # starts 0,1,2 and 20,21,22 only
+    assert bg["start"].tolist() == [0, 1, 2, 20, 21, 22]
+    with pytest.raises(ValueError, match="only 6 windows of 8 bp"):
+        background_windows(peaks, sizes, window=8, n=7, seed=0)
+
+
+def test_split_by_chromosome():
+    df = pd.DataFrame({"chrom": ["chr1", "chr2", "chr3", "chr1"], "start": 0, "end": 1})
+    split = split_by_chromosome(df, val_chroms=["chr2"], test_chroms=["chr3"])
+    assert split.tolist() == ["train", "val", "test", "train"]
+    with pytest.raises(ValueError, match="both validation and test"):
+        split_by_chromosome(df, ["chr2"], ["chr2"])
+    with pytest.raises(ValueError, match=r"\['Chr2'\] do not occur .*chr1, chr2, chr3"):
+        split_by_chromosome(df, ["Chr2"], [])
+
+
+def test_read_gff_genes():
+    genes = read_gff_genes(DATA / "genes.gff")
+    assert genes.values.tolist() == [["chr1", 2, 12, "+", "ALPHA;1"], ["chr2", 0, 25, "-", "gene2"]]
+
+
+def test_read_gff_errors(tmp_path):
+    path = write(tmp_path, "##gff-version 3\nchr1\tt\tgene\t3\t12\t.\t+\n", "bad.gff")
+    with pytest.raises(ValueError, match=r"bad\.gff line 2: expected 9"):
+        read_gff_genes(path)
+    path = write(tmp_path, "chr1\tt\tgene\tx\t12\t.\t+\t.\tID=g\n", "bad.gff")
+    with pytest.raises(ValueError, match=r"bad\.gff line 1: start must be an integer"):
+        read_gff_genes(path)
+    path = write(tmp_path, "chr1\tt\texon\t3\t12\t.\t+\t.\tID=g\n", "bad.gff")
+    with pytest.raises(ValueError, match="no 'gene' features"):
+        read_gff_genes(path)
+
+
+@pytest.mark.skipif(not (SHARED / "rice_irgsp1_subset").is_dir(), reason="shared data absent")
+def test_read_gff_genes_real_rice():
+    genes = read_gff_genes(SHARED / "rice_irgsp1_subset" / "genes.gff")
+    assert len(genes) == 30
+    assert genes.iloc[0].tolist() == ["chr01", 2902, 10817, "+", "Os01g0100100"]
+    assert set(genes["chrom"]) <= {"chr01", "chr02", "chr03"} and (genes["end"] <= 500_000).all()
+    assert set(genes["strand"]) == {"+", "-"}
+
+
+def test_parse_region():
+    assert parse_region("chr01:100,000-150,000") == ("chr01", 100_000, 150_000)
+    assert parse_region("scaffold:1:0-10") == ("scaffold:1", 0, 10)
+    for bad in ("chr01", "chr01:5-5", "chr01:a-9"):
+        with pytest.raises(ValueError, match="chrom:start-end"):
+            parse_region(bad)
+
+
+def test_overlaps_marks_windows_touching_a_peak():
+    windows = pd.DataFrame({"chrom": ["chr1", "chr1", "chr2", "chr1"], "start": [0, 10, 0, 19],
+                            "end": [10, 20, 10, 29]})
+    peaks = pd.DataFrame({"chrom": ["chr1", "chr1"], "start": [12, 15], "end": [14, 20]})
+    assert overlaps(windows, peaks).tolist() == [False, True, False, True]
