@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+
 from seq2epi import plots
 
 matplotlib.use("Agg")

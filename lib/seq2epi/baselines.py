@@ -32,15 +32,16 @@ def kmer_spectrum(tokens: np.ndarray, lengths: np.ndarray, k_max: int = 6) -> np
 
 
 class GCContent:
-    """GC fraction as a score, its sign chosen on the training data (some marks sit on AT-rich sequence)."""
+    """GC fraction as a score, its sign chosen on the training data (some marks sit on AT-rich sequence);
+    a sequence of only N scores 0.5."""
 
     def fit(self, tokens, lengths, labels):
         gc = sequence.gc_content(tokens, lengths)
-        self.sign = 1.0 if gc[labels == 1].mean() >= gc[labels == 0].mean() else -1.0
+        self.sign = 1.0 if np.nanmean(gc[labels == 1]) >= np.nanmean(gc[labels == 0]) else -1.0
         return self
 
     def score(self, tokens, lengths) -> np.ndarray:
-        return self.sign * sequence.gc_content(tokens, lengths)
+        return self.sign * np.nan_to_num(sequence.gc_content(tokens, lengths), nan=0.5)
 
 
 class KmerLogistic:

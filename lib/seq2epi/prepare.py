@@ -47,9 +47,10 @@ def read_sample_sheet(path: Path) -> pd.DataFrame:
 
 
 def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positive: float,
-                val_chroms: list[str], test_chroms: list[str], seed: int, max_sequences: int = 0) -> dict:
+                val_chroms: list[str], test_chroms: list[str], seed: int, max_sequences: int = 0,
+                max_n_fraction: float = 0.1) -> dict:
     """Windows centred on the mark's peak summits (label 1) and windows off any peak (label 0), per variety;
-    the split holds out whole chromosomes."""
+    windows with more than `max_n_fraction` N are rejected, and the split holds out whole chromosomes."""
     if not val_chroms or not test_chroms:
         raise ValueError("genome mode needs val_chroms and test_chroms: the chromosomes held out for "
                          "validation and test")
@@ -75,10 +76,18 @@ def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positi
         tokens.extend(genome.tokens(chrom, start, end) for chrom, start, end in spans)
         tables.append(windows)
     table = pd.concat(tables, ignore_index=True)
+    n_rich = np.array([np.mean(t == sequence.N) > max_n_fraction for t in tokens])
+    if n_rich.any():
+        positives = int(table["label"][n_rich].sum())
+        warnings.warn(f"{n_rich.sum()} of {len(table)} windows hold over {max_n_fraction:.0%} N and were "
+                      f"rejected ({positives} of them positives)", stacklevel=2)
+        table = table[~n_rich].reset_index(drop=True)
+        tokens = [t for t, bad in zip(tokens, n_rich, strict=True) if not bad]
     table["split"] = intervals.split_by_chromosome(table, list(val_chroms), list(test_chroms))
     keep = np.concatenate([_subsample(part, max_sequences, seed).index for _, part in table.groupby("split")])
     keep.sort()
     table = table.loc[keep].reset_index(drop=True)
     token_array, lengths = sequence.pad_batch([tokens[i] for i in keep], window)
+    table["length"] = lengths
     return {"tokens": token_array, "lengths": lengths, "labels": table["label"].to_numpy(np.float32),
             "split": table["split"].to_numpy(), "table": table}

@@ -1,0 +1,173 @@
+"""The Nucleic Transformer: k-mer convolutions, a post-norm encoder with Mish, GeM pooling, a linear head."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seq2epi.sequence import N_TOKENS, PAD
+
+
+@dataclass
+class ModelConfig:
+    ninp: int = 512
+    nhead: int = 8
+    nhid: int = 2048
+    nlayers: int = 6
+    kmers: tuple[int, ...] = (13,)
+    dropout: float = 0.1
+    n_targets: int = 1
+    attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "reference": explicit float32 softmax
+    max_len: int = 5000
+
+
+# ---- positions and k-mers ----
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal positions added to the embeddings, then dropout."""
+
+    def __init__(self, ninp: int, dropout: float, max_len: int):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        position = torch.arange(max_len, dtype=torch.float).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, ninp, 2).float() * (-math.log(10000.0) / ninp))
+        pe = torch.zeros(max_len, ninp)
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(x + self.pe[: x.size(1)])
+
+
+class KmerAggregate(nn.Module):
+    """One Conv1d per k; outputs concatenated along the sequence axis, then LayerNorm."""
+
+    def __init__(self, kmers: tuple[int, ...], ninp: int):
+        super().__init__()
+        self.kmers = tuple(kmers)
+        self.convs = nn.ModuleList(nn.Conv1d(ninp, ninp, k, padding=0) for k in self.kmers)
+        self.norm = nn.LayerNorm(ninp)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, L, E], pad [B, L] bool -> ([B, L', E], valid [B, L']); valid: no PAD in the window."""
+        x = x.transpose(1, 2)
+        out = torch.cat([conv(x) for conv in self.convs], dim=2).transpose(1, 2)
+        touched = [F.max_pool1d(pad.float().unsqueeze(1), k, stride=1).squeeze(1) for k in self.kmers]
+        valid = torch.cat(touched, dim=1) == 0
+        return self.norm(out), valid
+
+
+# ---- attention and encoder ----
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with nn.MultiheadAttention's parameter names and shapes."""
+
+    def __init__(self, ninp: int, nhead: int, dropout: float, impl: str = "fast"):
+        super().__init__()
+        if ninp % nhead:
+            raise ValueError(f"ninp ({ninp}) must be divisible by nhead ({nhead}).")
+        if impl not in ("fast", "reference"):
+            raise ValueError(f"attention must be 'fast' or 'reference', got {impl!r}.")
+        self.nhead, self.dropout, self.impl = nhead, dropout, impl
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * ninp, ninp))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * ninp))
+        self.out_proj = nn.Linear(ninp, ninp)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, need_weights: bool = False):
+        """x [B, L, E], valid [B, L] keys -> (out [B, L, E], head-averaged weights [B, L, L] or None)."""
+        B, L, E = x.shape
+        q, k, v = (t.view(B, L, self.nhead, -1).transpose(1, 2)
+                   for t in F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
+        mask = valid[:, None, None, :]
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if self.impl == "fast" and not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:
+            scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.size(-1))
+            attn = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            weights = attn.mean(dim=1) if need_weights else None
+            out = (F.dropout(attn, p) @ v.float()).to(x.dtype)
+        return self.out_proj(out.transpose(1, 2).reshape(B, L, E)), weights
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm transformer encoder layer with a Mish feed-forward block."""
+
+    def __init__(self, ninp: int, nhead: int, nhid: int, dropout: float, attention: str):
+        super().__init__()
+        self.self_attn = SelfAttention(ninp, nhead, dropout, attention)
+        self.linear1 = nn.Linear(ninp, nhid)
+        self.linear2 = nn.Linear(nhid, ninp)
+        self.activation = nn.Mish()
+        self.norm1, self.norm2 = nn.LayerNorm(ninp), nn.LayerNorm(ninp)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, need_weights: bool = False):
+        attn, weights = self.self_attn(x, valid, need_weights)
+        x = self.norm1(x + self.dropout1(attn))
+        x = self.norm2(x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x))))))
+        return x, weights
+
+
+# ---- pooling and model ----
+
+class GeM(nn.Module):
+    """Generalised-mean pooling over valid positions, with a learnable exponent p."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.ones(1) * p)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """x [B, L, E], valid [B, L] -> [B, E]."""
+        w = valid.unsqueeze(-1).to(x.dtype)
+        mean = (x.clamp(min=self.eps).pow(self.p) * w).sum(1) / w.sum(1)
+        return mean.pow(1.0 / self.p)
+
+
+class NucleicTransformer(nn.Module):
+    """Tokens [B, L] (PAD-padded at the end) -> logits [B, n_targets]."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = nn.Embedding(N_TOKENS, config.ninp)
+        self.pos_encoder = PositionalEncoding(config.ninp, config.dropout, config.max_len)
+        self.k_mer_aggregate = KmerAggregate(config.kmers, config.ninp)
+        self.layers = nn.ModuleList(
+            EncoderLayer(config.ninp, config.nhead, config.nhid, config.dropout, config.attention)
+            for _ in range(config.nlayers)
+        )
+        self.pool = GeM()
+        self.classifier = nn.Linear(config.ninp, config.n_targets)
+
+    def forward(self, tokens: torch.Tensor, return_attention: bool = False):
+        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged)."""
+        kmax = max(self.config.kmers)
+        if tokens.dim() != 2 or not kmax <= tokens.size(1) <= self.config.max_len:
+            raise ValueError(f"Expected tokens [batch, length] with {kmax} <= length <= "
+                             f"{self.config.max_len}, got shape {tuple(tokens.shape)}.")
+        pad = tokens == PAD
+        shortest = int((~pad).sum(1).min())
+        if shortest < kmax:
+            raise ValueError(
+                f"A sequence has {shortest} non-PAD tokens, shorter than the largest k-mer ({kmax})."
+            )
+        x = self.pos_encoder(self.encoder(tokens))
+        x, valid = self.k_mer_aggregate(x, pad)
+        x = x * valid.unsqueeze(-1)
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, valid, return_attention)
+            weights.append(w)
+        x = x * valid.unsqueeze(-1)
+        logits = self.classifier(self.pool(x, valid))
+        return (logits, torch.stack(weights, dim=1)) if return_attention else logits

@@ -1,0 +1,93 @@
+import pytest
+import torch
+from torch import nn
+
+from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.sequence import PAD
+
+TOY = dict(ninp=32, nhead=4, nhid=64, nlayers=2, kmers=(3, 5), dropout=0.1, n_targets=2)
+
+
+def toy_model(**kw) -> NucleicTransformer:
+    torch.manual_seed(0)
+    return NucleicTransformer(ModelConfig(**{**TOY, **kw})).eval()
+
+
+def tokens(n: int = 4, length: int = 40, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 5, (n, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_output_shape_and_attention():
+    model = toy_model(attention="reference")
+    x = tokens()
+    logits, weights = model(x, return_attention=True)
+    n_positions = sum(40 - k + 1 for k in TOY["kmers"])
+    assert logits.shape == (4, 2)
+    assert weights.shape == (4, 2, n_positions, n_positions)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 2, n_positions))
+    torch.testing.assert_close(model(x), logits)
+
+
+def test_fast_matches_reference():
+    fast, ref = toy_model(attention="fast"), toy_model(attention="reference")
+    ref.load_state_dict(fast.state_dict())
+    x = tokens()
+    x[1, 30:] = PAD
+    torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=1e-5)
+    logits, weights = fast(x, return_attention=True)  # the fast model can also return weights
+    torch.testing.assert_close(logits, ref(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights, ref(x, return_attention=True)[1])
+
+
+@pytest.mark.parametrize("attention", ["fast", "reference"])
+def test_padding_does_not_change_logits(attention):
+    model = toy_model(attention=attention)
+    x = tokens(n=3, length=30)
+    x[2, 20:] = PAD  # an already-padded sequence too
+    padded = torch.cat([x, torch.full((3, 17), PAD)], dim=1)
+    torch.testing.assert_close(model(padded), model(x), atol=1e-5, rtol=1e-5)
+    alone = model(x[2:, :20])
+    torch.testing.assert_close(model(x)[2:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_positions_masked_in_attention():
+    model = toy_model(kmers=(3,), attention="reference")
+    x = tokens(n=1, length=20)
+    x[0, 12:] = PAD
+    _, weights = model(x, return_attention=True)
+    assert (weights[..., 10:] == 0).all()  # conv outputs 10.. touch PAD
+    assert (weights[..., :10] > 0).all()
+
+
+def test_reference_layer_matches_torch_multihead_attention():
+    model = toy_model(attention="reference")
+    attn = model.layers[0].self_attn
+    torch_attn = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    torch_attn.load_state_dict(attn.state_dict())
+    x = torch.randn(3, 11, 32)
+    valid = torch.ones(3, 11, dtype=torch.bool)
+    valid[1, 7:] = False
+    ours, our_w = attn(x, valid, need_weights=True)
+    theirs, their_w = torch_attn(x, x, x, key_padding_mask=~valid, need_weights=True)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(our_w, their_w, atol=1e-6, rtol=1e-5)
+
+
+def test_short_sequence_raises():
+    model = toy_model()
+    with pytest.raises(ValueError, match="shorter than the largest k-mer"):
+        model(torch.cat([tokens(n=1, length=4), torch.full((1, 10), PAD)], dim=1))
+    with pytest.raises(ValueError, match="length"):
+        model(tokens(n=1, length=4))
+
+
+def test_dropout_active_in_train_mode():
+    model = toy_model().train()
+    x = tokens()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_lab_size_parameter_count():
+    with torch.device("meta"):
+        model = NucleicTransformer(ModelConfig(ninp=512, nhid=2048, nlayers=6, nhead=8, kmers=(13,)))
+    assert sum(p.numel() for p in model.parameters()) == 22_327_298

@@ -1,0 +1,86 @@
+"""Every notebook executed through the runner on `smoke` parameters (tiny simulated genome and model)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from seq2epi import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workbook(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workbook")
+    for folder in ("notebooks", "parameters"):
+        shutil.copytree(REPO / folder, root / folder)
+    (root / "executed").mkdir()
+    return root
+
+
+def run(workbook, monkeypatch, *args) -> int:
+    monkeypatch.chdir(workbook)
+    return cli.main(list(args))
+
+
+def newest_record(workbook) -> Path:
+    folders = (p for p in (workbook / "executed").iterdir() if p.is_dir())
+    return max(folders, key=lambda p: p.stat().st_ctime_ns)
+
+
+@pytest.fixture(scope="module")
+def smoke_record(workbook):
+    with pytest.MonkeyPatch.context() as mp:
+        assert run(workbook, mp, "run", "smoke", "-q") == 0
+    return newest_record(workbook)
+
+
+def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
+    for stage in ("01_data_prep", "02_train", "03_evaluate", "04_predict_genome"):
+        assert (smoke_record / f"{stage}.ipynb").exists() and (smoke_record / f"{stage}.html").exists()
+    history = pd.read_csv(smoke_record / "history.tsv", sep="\t")
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens",
+                                     "val_spec", "val_mcc"]
+    assert len(history) == 2
+    metrics = json.loads((smoke_record / "metrics.json").read_text())
+    assert {"transformer", "gc_content", "kmer_logistic"} <= set(metrics)
+    for figure in ("val_auc", "loss", "val_acc", "roc_pr", "confusion", "attention", "track"):
+        assert (smoke_record / "figures" / f"{figure}.png").exists(), figure
+    assert (smoke_record / "artifacts" / "track.bw").exists()
+    index = (workbook / "executed" / "INDEX.md").read_text()
+    assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
+
+
+def test_compare_makes_a_record_of_its_own(smoke_record, workbook, monkeypatch):
+    assert run(workbook, monkeypatch, "compare", "smoke", smoke_record.name, "--by", "kmers", "-q") == 0
+    compare = newest_record(workbook)
+    assert compare.name.endswith("compare_kmers")
+    table = pd.read_csv(compare / "comparison.tsv", sep="\t")
+    assert len(table) == 2 and (compare / "figures" / "compare_val_auc.png").exists()
+
+
+def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(smoke_record, workbook, monkeypatch):
+    # "Interrupted" after epoch 1 of 2: a record with a checkpoint and no metrics yet.
+    assert run(workbook, monkeypatch, "run", "smoke", "-q", "--stages", "01,02", "-p", "epochs=1") == 0
+    interrupted = newest_record(workbook)
+    assert not (interrupted / "metrics.json").exists()
+    assert run(workbook, monkeypatch, "run", "smoke", "-q", "-p", "resume=true") == 0
+    assert newest_record(workbook) == interrupted
+    resumed = json.loads((interrupted / "metrics.json").read_text())
+    uninterrupted = json.loads((smoke_record / "metrics.json").read_text())
+    assert resumed["transformer"] == uninterrupted["transformer"]
+
+
+def test_a_failing_cell_exits_non_zero_naming_the_notebook_and_the_error(workbook, monkeypatch, capsys):
+    assert run(workbook, monkeypatch, "run", "smoke", "-q", "--stages", "01", "-p", "input=bogus") == 1
+    err = capsys.readouterr().err
+    assert "01_data_prep.ipynb" in err and "input must be csv, genome or simulate, not 'bogus'" in err
+    assert "| failed |" in (workbook / "executed" / "INDEX.md").read_text()
+
+
+def test_unknown_parameter_exits_with_a_one_line_error(workbook, monkeypatch, capsys):
+    assert run(workbook, monkeypatch, "run", "smoke", "-p", "nlayer=3") == 2
+    assert "unknown parameter 'nlayer'" in capsys.readouterr().err

@@ -1,0 +1,127 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seq2epi.datasets import WindowDataset
+from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.sequence import PAD
+from seq2epi.train import HISTORY_COLUMNS, TrainConfig, _loss, fit, load_checkpoint, lr_at
+
+MOTIF = np.array([0, 1, 2, 3, 3, 2], dtype=np.uint8)  # ACGTTG
+
+
+def motif_data(n: int, seed: int, length: int = 40) -> WindowDataset:
+    """Random windows of varied length; label 1 when MOTIF was planted."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 4, (n, length)).astype(np.uint8)
+    lengths = rng.integers(30, length + 1, n)
+    labels = (np.arange(n) % 2).astype(np.float32)
+    for i in np.flatnonzero(labels):
+        at = rng.integers(0, lengths[i] - len(MOTIF) + 1)
+        tokens[i, at : at + len(MOTIF)] = MOTIF
+    tokens[np.arange(length) >= lengths[:, None]] = PAD
+    return WindowDataset(tokens, lengths, labels, rc_augment=True, seed=seed)
+
+
+def toy_model() -> NucleicTransformer:
+    torch.manual_seed(0)
+    return NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.1))
+
+
+CFG = TrainConfig(epochs=4, batch_size=32, schedule="constant", lr=1e-2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return motif_data(512, seed=0), motif_data(256, seed=1)
+
+
+@pytest.fixture(scope="module")
+def full_run(data, tmp_path_factory):
+    model, out = toy_model(), tmp_path_factory.mktemp("full")
+    return model, fit(model, *data, CFG, out, progress=False), out
+
+
+def test_model_learns_motif(full_run):
+    _, history, out = full_run
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert list(history.epoch) == [1, 2, 3, 4]
+    assert history.val_auc.iloc[-1] > 0.8
+    assert (out / "last.pt").exists() and (out / "best.pt").exists()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_resume_is_exact(full_run, data, tmp_path):
+    model, history, _ = full_run
+    first = fit(toy_model(), *data, TrainConfig(**{**CFG.__dict__, "epochs": 2}), tmp_path, progress=False)
+    assert len(first) == 2
+    resumed_model = toy_model()
+    resumed = fit(resumed_model, *data, CFG, tmp_path, resume=True, progress=False)
+    assert resumed.equals(history)
+    for (name, a), b in zip(model.state_dict().items(), resumed_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    again = fit(toy_model(), *data, CFG, tmp_path, resume=True, progress=False)  # nothing left to do
+    assert again.equals(history)
+
+
+def test_load_checkpoint(full_run, data):
+    model, history, out = full_run
+    loaded, ck = load_checkpoint(out / "last.pt")
+    assert not loaded.training and ck["epoch"] == 4 and ck["train_config"]["seed"] == 1
+    assert loaded.config == model.config
+    x = torch.stack([data[1][i][0] for i in range(8)])
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    best = load_checkpoint(out / "best.pt")[1]
+    assert best["history"][-1]["val_auc"] == history.val_auc.max()
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(out / "missing.pt")
+
+
+def test_noam_schedule():
+    cfg = TrainConfig(schedule="noam", lr_scale=0.1, warmup=4000)
+    for step in (1, 100, 4000, 10_000):
+        expected = 0.1 * 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
+        assert math.isclose(lr_at(step, cfg, 512), expected)
+    assert math.isclose(lr_at(4000, cfg, 512), 0.1 / math.sqrt(512 * 4000))
+    assert lr_at(2000, cfg, 512) < lr_at(4000, cfg, 512) > lr_at(8000, cfg, 512)
+    with pytest.raises(ValueError):
+        lr_at(0, cfg, 512)
+
+
+def test_constant_schedule():
+    cfg = TrainConfig(schedule="constant", lr=3e-4)
+    assert lr_at(1, cfg, 16) == lr_at(10_000, cfg, 16) == 3e-4
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at(1, TrainConfig(schedule="cosine"), 16)
+
+
+def test_loss_masks_unlabelled_marks():
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    labels = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    known = bce(torch.tensor([2.0, 0.5, 3.0]), torch.tensor([1.0, 0.0, 1.0]))
+    torch.testing.assert_close(_loss(logits, labels), known)
+    torch.testing.assert_close(_loss(logits[:, :1], labels[:, 0]), bce(logits[:, 0], labels[:, 0]))
+
+
+def test_workers_and_progress_bar_do_not_change_results(full_run, data, tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "num_workers": 2})
+    history = fit(toy_model(), *data, cfg, tmp_path, progress=True)
+    assert history.equals(full_run[1].iloc[:1])
+
+
+def test_multi_target_with_unlabelled_marks_and_amp(data, tmp_path):
+    train, val = data
+    labels = np.stack([train.labels, 1 - train.labels], axis=1)
+    labels[::3, 1] = np.nan
+    train2 = WindowDataset(train.tokens, train.lengths, labels)
+    val_labels = np.stack([val.labels, 1 - val.labels], axis=1)
+    val_labels[::4, 1] = np.nan
+    val2 = WindowDataset(val.tokens, val.lengths, val_labels)
+    torch.manual_seed(0)
+    model = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), n_targets=2))
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "amp": True})
+    history = fit(model, train2, val2, cfg, tmp_path, progress=False)
+    assert history[HISTORY_COLUMNS[1:]].notna().all(axis=None)
