@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from Bio import bgzf
+
+from seq2epi.sequence import Genome
 
 _ASCII = np.frombuffer(b"ACGT", dtype=np.uint8)
 
@@ -224,3 +227,139 @@ def simulate_demo(
         _write(out / "variants.vcf", _vcf(ref, varieties))
     _write(out / "samples.tsv", "\n".join(samples) + "\n")
     return out / "samples.tsv"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Populations of inbred varieties (msprime) over a real sequence, for scale tests
+#
+# msprime simulates n_varieties + 1 haploid genomes (rice is inbred: a variety is one haplotype); the extra
+# one is the reference, so REF is the FASTA base and a variety differs from it as one member of the
+# population from another. For haploid samples the mean pairwise coalescence time is population_size
+# generations, so the per-generation mutation rate diversity / (2 * population_size * (1 - indel_fraction))
+# makes the SNP nucleotide diversity `diversity`. Mutations follow HKY (uniform base frequencies,
+# transition/transversion ratio kappa); a site's alleles are relabelled onto the FASTA base by an XOR of
+# base indices, which keeps transitions transitions. A fraction indel_fraction of sites become 1-10 bp indels
+# (length k with probability ~ 1/k, half insertions of random bases, half deletions of reference bases).
+# Sites at N, deletions crossing N or the interval end, and sites inside an earlier deletion are dropped and
+# counted in the ##seq2epi_simulation header line. A name ending in .gz is written BGZF-compressed, unindexed
+# (run `tabix -p vcf` to index it).
+# ---------------------------------------------------------------------------------------------------------
+
+_BASE_INDEX = np.full(256, -1, dtype=np.int8)
+_BASE_INDEX[_ASCII] = np.arange(4)
+_GT = np.frombuffer(b"".join(f"\t{k}/{k}".encode() for k in range(4)), dtype=np.uint8).reshape(4, 4)
+_INDEL_LENGTHS = np.arange(1, 11)
+_INDEL_WEIGHTS = (1 / _INDEL_LENGTHS) / (1 / _INDEL_LENGTHS).sum()
+
+
+def _population_plan(
+    ref: bytes, positions: np.ndarray, indel_fraction: float, rng: np.random.Generator
+) -> tuple[list, dict[str, int]]:
+    """Per site: None (dropped), "snp", or the (REF, ALT) of an indel; and the counts of dropped sites."""
+    n = len(positions)
+    indel = rng.random(n) < indel_fraction
+    deletion = rng.random(n) < 0.5
+    lengths = rng.choice(_INDEL_LENGTHS, size=n, p=_INDEL_WEIGHTS)
+    inserted = _ASCII[rng.integers(0, 4, size=(n, _INDEL_LENGTHS[-1]))]
+    plan, dropped, blocked = [], {"at_N": 0, "indel_overlap": 0}, 0
+    for i, p in enumerate(positions.tolist()):
+        if ref[p] not in b"ACGT":
+            plan.append(None)
+            dropped["at_N"] += 1
+        elif p < blocked:
+            plan.append(None)
+            dropped["indel_overlap"] += 1
+        elif not indel[i]:
+            plan.append("snp")
+        elif deletion[i]:
+            span = ref[p : p + lengths[i] + 1]
+            if len(span) <= lengths[i] or span.translate(None, b"ACGT"):
+                plan.append(None)
+                dropped["indel_overlap"] += 1
+            else:
+                plan.append((span.decode(), chr(ref[p])))
+                blocked = p + len(span)
+        else:
+            plan.append((chr(ref[p]), chr(ref[p]) + inserted[i, : lengths[i]].tobytes().decode()))
+    return plan, dropped
+
+
+def simulate_population(
+    fasta: str | os.PathLike,
+    chrom: str,
+    start: int,
+    end: int,
+    n_varieties: int,
+    out_vcf: str | os.PathLike,
+    diversity: float = 0.003,
+    indel_fraction: float = 0.1,
+    seed: int = 0,
+    recombination_rate: float = 1e-10,
+    population_size: int = 10_000,
+    kappa: float = 2.0,
+) -> Path:
+    """Write a VCF of `n_varieties` inbred varieties simulated over chrom:[start, end) of `fasta`."""
+    import msprime  # ~1 s to import, and only this function needs it
+
+    if n_varieties < 1 or not 0 <= indel_fraction < 1 or diversity <= 0 or end <= start:
+        raise ValueError(
+            f"simulate_population needs n_varieties >= 1, 0 <= indel_fraction < 1, diversity > 0 and a "
+            f"non-empty interval; got {n_varieties}, {indel_fraction}, {diversity}, {chrom}:{start}-{end}."
+        )
+    genome = Genome(fasta)
+    ref = genome.fetch(chrom, start, end).encode()
+    rng = np.random.default_rng(seed)
+    ancestry_seed, mutation_seed = (int(s) for s in rng.integers(1, 2**31, size=2))
+    mutation_rate = diversity / (2 * population_size * (1 - indel_fraction))
+    ts = msprime.sim_ancestry(
+        samples=n_varieties + 1,
+        ploidy=1,
+        population_size=population_size,
+        sequence_length=end - start,
+        recombination_rate=recombination_rate,
+        random_seed=ancestry_seed,
+    )
+    ts = msprime.sim_mutations(
+        ts, rate=mutation_rate, model=msprime.HKY(kappa=kappa), random_seed=mutation_seed
+    )
+    plan, dropped = _population_plan(ref, ts.tables.sites.position.astype(np.int64), indel_fraction, rng)
+    names = [f"SIM{i + 1:04d}" for i in range(n_varieties)]
+    header = [
+        "##fileformat=VCFv4.2",
+        f"##source=seq2epi.simulate_population(msprime {msprime.__version__})",
+        f"##reference={Path(fasta).resolve()}",
+        *(f"##contig=<ID={c},length={size}>" for c, size in genome.chrom_sizes.items()),
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        f"##seq2epi_simulation=<region={chrom}:{start}-{end},seed={seed},diversity={diversity},"
+        f"population_size={population_size},mutation_rate={mutation_rate:.6g},"
+        f"recombination_rate={recombination_rate:g},kappa={kappa},indel_fraction={indel_fraction},"
+        f"sites={ts.num_sites},dropped_at_N={dropped['at_N']},dropped_indel_overlap={dropped['indel_overlap']}>",
+        "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *names]),
+    ]
+    out = Path(out_vcf)
+    tmp = out.with_name(out.name + ".tmp")
+    opened = bgzf.BgzfWriter(str(tmp), "wb") if out.name.endswith(".gz") else open(tmp, "wb")
+    with opened as f:
+        f.write(("\n".join(header) + "\n").encode())
+        for variant, what in zip(ts.variants(), plan, strict=True):
+            if what is None:
+                continue
+            p = int(variant.site.position)
+            r = int(_BASE_INDEX[ref[p]])
+            states = _BASE_INDEX[np.frombuffer("".join(variant.alleles).encode(), dtype=np.uint8)]
+            g = variant.genotypes
+            bases = (states ^ (states[g[0]] ^ r))[g[1:]]  # XOR keeps A<->G and C<->T transitions
+            if (bases == r).all():
+                continue
+            if what == "snp":
+                alts = np.unique(bases[bases != r])
+                code = np.zeros(4, dtype=np.intp)
+                code[alts] = np.arange(1, len(alts) + 1)
+                ref_allele, alt_allele = chr(ref[p]), ",".join(chr(_ASCII[a]) for a in alts)
+                gts = _GT[code[bases]]
+            else:
+                (ref_allele, alt_allele), gts = what, _GT[(bases != r).astype(np.intp)]
+            line = f"{chrom}\t{start + p + 1}\t.\t{ref_allele}\t{alt_allele}\t.\tPASS\t.\tGT"
+            f.write(line.encode() + gts.tobytes() + b"\n")
+    os.replace(tmp, out)
+    return out
