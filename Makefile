@@ -20,7 +20,7 @@ test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check lib tests benchmarks
+	$(BIN)/ruff check
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/
