@@ -132,3 +132,54 @@ def test_plot_scores_by_label(tmp_path):
     fig = plots.plot_scores_by_label(y, score)
     assert [t.split(" ")[0] for t in _legend(fig.axes[0])] == ["negative", "positive"]
     _saves(fig, tmp_path)
+
+
+# ---- variety maps ----------------------------------------------------------------------------------------
+
+
+def _map(n_var: int = 6, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame, list[str]]:
+    starts = np.concatenate([np.arange(0, 20_000, 200), np.arange(0, 8_000, 200)])
+    bins = pd.DataFrame({"chrom": ["chr1"] * 100 + ["chr2"] * 40, "start": starts, "end": starts + 200})
+    scores = np.random.default_rng(seed).uniform(0, 0.3, (n_var, len(bins)))
+    scores[1::2, 20:40] = 0.9  # odd varieties share a marked block
+    return scores, bins, [f"v{i}" for i in range(n_var)]
+
+
+def test_plot_variety_map(tmp_path):
+    scores, bins, samples = _map()
+    genes = pd.DataFrame({"chrom": "chr1", "start": [3000, 9000], "end": [6000, 12000], "strand": ["+", "-"],
+                          "name": ["A", "B"]})
+    fig = plots.plot_variety_map(scores, bins, samples, ("chr1", 2000, 15_000), genes=genes)
+    assert len(fig.axes) == 3  # genes, map, colorbar
+    genes_ax, map_ax, colorbar = fig.axes
+    assert [t.get_text() for t in genes_ax.texts] == ["A", "B"]
+    rows = [t.get_text() for t in map_ax.get_yticklabels()]
+    assert sorted(rows) == samples and {r[-1] for r in rows[:3]} in ({"0", "2", "4"}, {"1", "3", "5"})
+    assert map_ax.get_xlabel() == "chr1 position (kb)" and colorbar.get_ylabel() == "P(mark)"
+    assert map_ax.get_xlim() == (2000, 15_000)
+    _saves(fig, tmp_path)
+    fig = plots.plot_variety_map(scores, bins, samples, ("chr2", 0, 8000), order=np.array([5, 0]))
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["v5", "v0"]
+    many = np.repeat(scores, 10, axis=0)
+    fig = plots.plot_variety_map(many, bins, [f"v{i}" for i in range(60)], ("chr1", 0, 20_000))
+    assert fig.axes[0].get_yticklabels() == [] and fig.axes[0].get_ylabel() == "60 varieties"
+
+
+def test_plot_variety_map_bad_input():
+    scores, bins, samples = _map()
+    with pytest.raises(ValueError, match="chr3"):
+        plots.plot_variety_map(scores, bins, samples, ("chr3", 0, 1000))
+    with pytest.raises(ValueError, match="6 samples"):
+        plots.plot_variety_map(scores[:, :10], bins, samples, ("chr1", 0, 1000))
+
+
+def test_plot_genome_overview(tmp_path):
+    scores, bins, samples = _map()
+    fig = plots.plot_genome_overview(scores, bins, samples, bin_size=1000)
+    assert len(fig.axes) == 3  # chr1, chr2, colorbar
+    chr1, chr2, _ = fig.axes
+    assert [ax.get_title() for ax in (chr1, chr2)] == ["chr1", "chr2"]
+    assert chr1.get_position().width > 2 * chr2.get_position().width  # 20 kb against 8 kb
+    assert chr1.images[0].get_array().shape == (6, 20)
+    assert sorted(t.get_text() for t in chr1.get_yticklabels()) == samples
+    _saves(fig, tmp_path)

@@ -1,4 +1,4 @@
-"""Figures of the lab record: training curves, ROC/PR, confusion, genome tracks, comparisons, attention."""
+"""Figures of the lab record: training curves, ROC/PR, confusion, tracks, comparisons, attention, maps."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,8 +9,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrow
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from seq2epi import maps
 
 MAX_GENE_NAMES = 12  # gene names are written only when at most this many genes are in view
 
@@ -277,4 +279,108 @@ def plot_track(track: pd.DataFrame, region: tuple[str, int, int], genes: pd.Data
         digits = 0 if span >= 10 * scale else 1 if span >= scale else 3
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / scale:,.{digits}f}"))
         ax.set_xlabel(f"{chrom} position ({unit})")
+    return fig
+
+
+# ---- variety maps ----------------------------------------------------------------------------------------
+
+MAX_ROW_LABELS = 40  # variety names are written only when at most this many rows are drawn
+
+
+def _grid(scores: np.ndarray, starts: np.ndarray, step: int) -> tuple[np.ndarray, int, int]:
+    """Columns of `scores` placed on a regular grid of `step` bp from the first start (NaN where no bin)."""
+    first = int(starts.min())
+    cols = (starts - first) // step
+    img = np.full((len(scores), int(cols.max()) + 1), np.nan)
+    img[:, cols] = scores
+    return img, first, first + img.shape[1] * step
+
+
+def _score_limits(scores: np.ndarray) -> tuple[float, float]:
+    """0-1 for probabilities, else the scores' range."""
+    low, high = np.nanmin(scores, initial=0), np.nanmax(scores, initial=1e-9)
+    return min(low, 0), 1 if low >= 0 and high <= 1 else high
+
+
+def _heatmap(ax, img: np.ndarray, x0: float, x1: float, limits: tuple[float, float]):
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    return ax.imshow(img, cmap=cmap, vmin=limits[0], vmax=limits[1], aspect="auto", interpolation="nearest",
+                     extent=(x0, x1, len(img) - 0.5, -0.5))
+
+
+def _label_rows(ax, names: np.ndarray) -> None:
+    if len(names) <= MAX_ROW_LABELS:
+        size = "x-small" if len(names) > 20 else "small"
+        ax.set_yticks(range(len(names)), [str(n) for n in names], fontsize=size)
+        ax.tick_params(axis="y", length=0)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(names):,} varieties")
+
+
+def plot_variety_map(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], region: tuple[str, int, int],
+                     genes: pd.DataFrame | None = None, order: np.ndarray | None = None) -> Figure:
+    """Varieties × bins heatmap of `region` under its genes; `order`: the rows to draw (default clustered)."""
+    chrom, start, end = region
+    if start >= end:
+        raise ValueError(f"region {chrom}:{start}-{end} is empty; expected start < end.")
+    scores = maps.check_map(scores, bins, samples)
+    keep = ((bins["chrom"] == chrom) & (bins["end"] > start) & (bins["start"] < end)).to_numpy()
+    if not keep.any():
+        raise ValueError(f"no bin of the map falls in region {chrom}:{start}-{end}; "
+                         f"the map covers {sorted(set(bins['chrom']))}.")
+    view, starts = scores[:, keep], bins["start"].to_numpy()[keep]
+    order = maps.cluster_order(view) if order is None else np.asarray(order)
+    step = int(np.median(bins["end"].to_numpy()[keep] - starts))
+    img, x0, x1 = _grid(view[order], starts, step)
+    span = end - start
+    heights = [float(np.clip(0.16 * len(order), 1.2, 7))]
+    if genes is not None:
+        genes = _in_region(genes, region, "genes")
+        heights.insert(0, 0.45 + 0.4 * (_gene_rows(genes, span)[0].max(initial=0) + 1))
+    with _style():
+        fig, axes = plt.subplots(len(heights), 1, sharex=True, figsize=(10, 0.9 + sum(heights)),
+                                 height_ratios=heights, layout="constrained", squeeze=False)
+        ax = axes[-1, 0]
+        if genes is not None:
+            _draw_genes(axes[0, 0], genes, span)
+            axes[0, 0].set_yticks([])
+            axes[0, 0].tick_params(axis="x", bottom=False)
+            sns.despine(ax=axes[0, 0], left=True, bottom=True)
+        im = _heatmap(ax, img, x0, x1, _score_limits(view))
+        fig.colorbar(im, ax=ax, label="P(mark)", pad=0.01)
+        _label_rows(ax, np.asarray(samples, dtype=object)[order])
+        ax.set_xlim(start, end)
+        unit, scale = ("Mb", 1e6) if span >= 2e6 else ("kb", 1e3)
+        digits = 0 if span >= 10 * scale else 1 if span >= scale else 3
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / scale:,.{digits}f}"))
+        ax.set_xlabel(f"{chrom} position ({unit})")
+    return fig
+
+
+def plot_genome_overview(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], bin_size: int,
+                         order: np.ndarray | None = None) -> Figure:
+    """Genome-wide map: one panel per chromosome (width by length) of mean scores in `bin_size` bp blocks."""
+    means, blocks = maps.aggregate(scores, bins, samples, bin_size)
+    order = maps.cluster_order(means) if order is None else np.asarray(order)
+    starts = blocks["start"].to_numpy() // bin_size * bin_size
+    chroms = list(dict.fromkeys(blocks["chrom"]))
+    grids = [_grid(means[order][:, mask], starts[mask], bin_size)
+             for mask in (blocks["chrom"].to_numpy() == c for c in chroms)]
+    limits = _score_limits(means)
+    with _style():
+        fig, axes = plt.subplots(1, len(chroms), sharey=True, width_ratios=[x1 - x0 for _, x0, x1 in grids],
+                                 figsize=(12, 1.3 + float(np.clip(0.16 * len(order), 1.2, 7))),
+                                 layout="constrained", squeeze=False)
+        fig.get_layout_engine().set(wspace=0.015)
+        for ax, chrom, (img, x0, x1) in zip(axes[0], chroms, grids, strict=True):
+            im = _heatmap(ax, img, x0, x1, limits)
+            ax.set_title(str(chrom), fontsize="small")
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3, prune="both"))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}"))
+            ax.tick_params(axis="x", labelsize="x-small")
+            ax.tick_params(axis="y", length=0)
+        _label_rows(axes[0, 0], np.asarray(samples, dtype=object)[order])
+        fig.colorbar(im, ax=axes[0], label="P(mark)", pad=0.01)
+        fig.supxlabel(f"position (Mb), mean of {bin_size:,} bp blocks", fontsize="small")
     return fig

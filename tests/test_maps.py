@@ -1,0 +1,90 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from seq2epi import maps
+
+
+def _bins(n: int, chroms: tuple[str, ...] = ("chr1",), width: int = 100) -> pd.DataFrame:
+    starts = np.tile(np.arange(n) * width, len(chroms))
+    return pd.DataFrame({"chrom": np.repeat(chroms, n), "start": starts, "end": starts + width})
+
+
+def test_cluster_order_groups_families():
+    rng = np.random.default_rng(0)
+    family = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    profiles = np.array([np.linspace(0, 1, 50), np.linspace(1, 0, 50)])
+    scores = profiles[family] + rng.normal(0, 0.05, (8, 50))
+    scores[2, 10:20] = np.nan
+    order = maps.cluster_order(scores)
+    assert sorted(order) == list(range(8))
+    assert np.abs(np.diff(family[order])).sum() == 1  # each family in one run
+    assert np.array_equal(order, maps.cluster_order(scores))
+    assert list(maps.cluster_order(scores[:1])) == [0]
+    assert sorted(maps.cluster_order(scores[:2])) == [0, 1]
+    with pytest.raises(ValueError, match="2-D"):
+        maps.cluster_order(np.ones(3))
+
+
+def test_variable_regions_finds_planted_block():
+    rng = np.random.default_rng(1)
+    bins = _bins(60, ("chr1", "chr2"))
+    samples = [f"v{i}" for i in range(6)]
+    scores = 0.5 + rng.normal(0, 0.02, (6, 120))
+    scores[2, 60 + 20:60 + 30] = 0.95  # chr2, block 2: variety v2 high, v4 low
+    scores[4, 60 + 20:60 + 30] = 0.05
+    top = maps.variable_regions(scores, bins, samples, width_bins=10, n=3)
+    assert list(top.columns) == ["chrom", "start", "end", "variance", "range", "high_variety", "low_variety"]
+    assert len(top) == 3 and top["variance"].is_monotonic_decreasing
+    first = top.iloc[0]
+    assert (first["chrom"], first["start"], first["end"]) == ("chr2", 2000, 3000)
+    assert (first["high_variety"], first["low_variety"]) == ("v2", "v4")
+    assert first["range"] == pytest.approx(0.9, abs=0.02)
+    every = maps.variable_regions(scores, bins, samples, width_bins=25, n=100)
+    assert len(every) == 6 and set(every["end"] - every["start"]) == {2500, 1000}  # a short last block
+    with pytest.raises(ValueError, match="expected \\[6 samples, 120 bins\\]"):
+        maps.variable_regions(scores[:, :5], bins, samples)
+
+
+def test_variants_in():
+    regions = pd.DataFrame({"chrom": ["chr1", "chr1", "chr2"], "start": [1000, 5000, 0],
+                            "end": [2000, 6000, 500], "variance": [0.3, 0.2, 0.1]})
+    variants = pd.DataFrame({"chrom": ["chr1", "chr1", "chr1", "chr1", "chr2", "chr3"],
+                             "start": [1500, 995, 990, 2000, 10, 1500],
+                             "ref": ["A", "ACGTACGTAC", "ACGTACGTA", "G", "C", "T"],
+                             "alt": ["G", "A", "A", "T", "CA", "C"],
+                             "sample": ["a", "b", "a", "a", "b", "a"]})
+    out = maps.variants_in(regions, variants)
+    assert list(out.columns) == ["chrom", "start", "end", "variance", "variant_start", "ref", "alt", "sample"]
+    # the deletion at 995 reaches over the boundary at 1000; the one at 990 stops at 999; 2000 is past the end
+    assert out[["start", "variant_start"]].values.tolist() == [[1000, 995], [1000, 1500], [0, 10]]
+    assert maps.variants_in(regions.iloc[1:2], variants).empty
+    own = maps.variants_in(regions.assign(sample=["a", "a", "b"]), variants)
+    assert own[["variant_start", "sample"]].values.tolist() == [[1500, "a"], [10, "b"]]
+    with pytest.raises(ValueError, match="ref"):
+        maps.variants_in(regions, variants.drop(columns="ref"))
+
+
+def test_changed_windows():
+    bins = _bins(4)
+    scores = np.array([[0.5, 0.5, 0.5, 0.5],
+                       [0.7, 0.69, 0.3, np.nan],
+                       [0.5, 0.9, 0.5, 0.1]])
+    out = maps.changed_windows(scores, bins, ["ref", "a", "b"], min_delta=0.2)
+    assert list(out.columns) == ["chrom", "start", "end", "sample", "reference_score", "score", "delta"]
+    assert out[["start", "sample"]].values.tolist() == [[0, "a"], [100, "b"], [200, "a"], [300, "b"]]
+    assert out["delta"].round(2).tolist() == [0.2, 0.4, -0.2, -0.4]
+    assert (out["reference_score"] == 0.5).all()
+    against_b = maps.changed_windows(scores, bins, ["ref", "a", "b"], reference_row=2, min_delta=0.4)
+    assert against_b[["start", "sample"]].values.tolist() == [[100, "ref"], [300, "ref"]]
+    with pytest.raises(ValueError, match="reference_row"):
+        maps.changed_windows(scores, bins, ["ref", "a", "b"], reference_row=3)
+
+
+def test_aggregate():
+    bins = _bins(10, ("chr1", "chr2"))
+    scores = np.tile(np.arange(20, dtype=float), (2, 1))
+    means, blocks = maps.aggregate(scores, bins, ["a", "b"], bin_size=400)
+    assert blocks.values.tolist() == [["chr1", 0, 400], ["chr1", 400, 800], ["chr1", 800, 1000],
+                                      ["chr2", 0, 400], ["chr2", 400, 800], ["chr2", 800, 1000]]
+    assert means[0].tolist() == [1.5, 5.5, 8.5, 11.5, 15.5, 18.5]
