@@ -3,11 +3,13 @@ import warnings
 from pathlib import Path
 
 import bioframe
+import numpy as np
 import pandas as pd
 import pytest
 
 from seq2epi.intervals import (
     background_windows,
+    gc_matched_background,
     overlaps,
     parse_region,
     read_gff_genes,
@@ -15,6 +17,7 @@ from seq2epi.intervals import (
     split_by_chromosome,
     summit_windows,
 )
+from seq2epi.sequence import Genome, gc_content
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -165,3 +168,65 @@ def test_overlaps_marks_windows_touching_a_peak():
                             "end": [10, 20, 10, 29]})
     peaks = pd.DataFrame({"chrom": ["chr1", "chr1"], "start": [12, 15], "end": [14, 20]})
     assert overlaps(windows, peaks).tolist() == [False, True, False, True]
+
+
+def block_genome(tmp_path, gc_per_block, block=1_000, seed=0, n_block=None):
+    """A one-chromosome FASTA of blocks with the given GC probabilities (an 'N' block at index n_block)."""
+    rng = np.random.default_rng(seed)
+    seqs = []
+    for i, gc in enumerate(gc_per_block):
+        p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+        seqs.append("N" * block if i == n_block else "".join(rng.choice(list("ACGT"), block, p=p)))
+    path = tmp_path / "blocks.fa"
+    path.write_text(">c1\n" + "".join(seqs) + "\n")
+    return Genome(path)
+
+
+def gc_of(genome, windows):
+    return np.array([gc_content(genome.tokens(*w)) for w in windows[["chrom", "start", "end"]].values])
+
+
+@pytest.fixture
+def gc_genome(tmp_path):
+    """40 blocks of 1 kb cycling through GC 0.3..0.7; peaks sit in the GC-rich blocks."""
+    genome = block_genome(tmp_path, [0.3, 0.4, 0.5, 0.6, 0.7] * 8)
+    starts = [1_000 * b + 300 for b in range(40) if b % 5 >= 3]
+    return genome, pd.DataFrame({"chrom": "c1", "start": starts, "end": [s + 200 for s in starts]})
+
+
+def test_gc_matched_background_matches_the_peaks_gc_histogram(gc_genome):
+    genome, peaks = gc_genome
+    exclude = pd.DataFrame({"chrom": ["c1"], "start": [8_000], "end": [10_000]})
+    bg = gc_matched_background(peaks, genome, window=100, n=64, seed=0, bins=10, exclude=exclude)
+    assert list(bg.columns) == ["chrom", "start", "end", "gc"] and len(bg) == 64
+    assert not bg.duplicated(["chrom", "start"]).any() and (bg["end"] - bg["start"] == 100).all()
+    assert bioframe.overlap(bg, peaks, how="inner").empty and bioframe.overlap(bg, exclude, how="inner").empty
+    np.testing.assert_allclose(bg["gc"], gc_of(genome, bg))
+    positives = summit_windows(peaks, 100, genome.chrom_sizes)
+    positives = positives[~overlaps(positives, exclude)]
+    hist = np.bincount(np.floor(gc_of(genome, positives) * 10 + 1e-9).astype(int), minlength=10)
+    got = np.bincount(np.floor(bg["gc"] * 10 + 1e-9).astype(int), minlength=10)
+    assert np.abs(got - 64 * hist / hist.sum()).max() < 1  # GC 0.7 belongs to bin 7, as in [0.7, 0.8)
+    random = background_windows(peaks, genome.chrom_sizes, 100, 64, seed=0)
+    assert abs(bg["gc"].mean() - gc_of(genome, positives).mean()) < 0.02
+    assert gc_of(genome, random).mean() < bg["gc"].mean() - 0.05
+    assert bg.equals(bioframe.sort_bedframe(bg).reset_index(drop=True))
+    assert bg.equals(gc_matched_background(peaks, genome, 100, 64, seed=0, bins=10, exclude=exclude))
+
+
+def test_gc_matched_background_borrows_from_neighbouring_bins_with_a_warning(tmp_path):
+    genome = block_genome(tmp_path, [0.3] * 9 + [1.0])
+    peaks = pd.DataFrame({"chrom": ["c1"], "start": [9_000], "end": [10_000]})  # all of the GC-only block
+    with pytest.warns(UserWarning, match="5 of 5 windows come from neighbouring GC bins"):
+        bg = gc_matched_background(peaks, genome, window=200, n=5, seed=0, max_rounds=2)
+    assert len(bg) == 5 and bioframe.overlap(bg, peaks, how="inner").empty
+
+
+def test_gc_matched_background_rejects_n_rich_windows_and_raises_when_too_few(tmp_path):
+    genome = block_genome(tmp_path, [0.5] * 4, n_block=2)
+    peaks = pd.DataFrame({"chrom": ["c1"], "start": [400], "end": [600]})
+    bg = gc_matched_background(peaks, genome, window=100, n=200, seed=0, bins=1, max_n_fraction=0.1)
+    n_fraction = [np.mean(genome.tokens(*w) == 4) for w in bg[["chrom", "start", "end"]].values]
+    assert len(bg) == 200 and max(n_fraction) <= 0.1
+    with pytest.raises(ValueError, match="only .* background windows of 100 bp with at most 10% N"):
+        gc_matched_background(peaks, genome, window=100, n=3_000, seed=0, bins=1)

@@ -3,7 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from seq2epi.metrics import binary_metrics, choose_threshold
+from seq2epi.metrics import (
+    _resample_counts,
+    _weighted_metrics,
+    binary_metrics,
+    bootstrap_ci,
+    choose_threshold,
+    per_target,
+)
 
 Y = [0, 0, 1, 1, 1, 0]
 S = [0.1, 0.6, 0.7, 0.4, 0.9, 0.2]  # at 0.5: tp 2 (0.7, 0.9), fp 1 (0.6), fn 1 (0.4), tn 2
@@ -57,3 +64,62 @@ def test_choose_threshold_separable_and_errors():
         choose_threshold(Y, S, criterion="f1")
     with pytest.raises(ValueError, match="both positive and negative"):
         choose_threshold([1, 1], [0.2, 0.3])
+
+
+def scored(n, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 3 == 0).astype(int)
+    return y, np.round(y + rng.normal(size=n), 1)  # rounded: many tied scores
+
+
+def test_weighted_metrics_of_one_resample_equal_binary_metrics_of_the_repeated_examples():
+    y, s = scored(300)
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order], s[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    counts = np.zeros((1, len(y)))
+    counts[:, y == 1] = _resample_counts(np.random.default_rng(1), int(y.sum()), 1)
+    counts[:, y == 0] = _resample_counts(np.random.default_rng(2), int((y == 0).sum()), 1)
+    w_pos, w_neg = counts * (y == 1), counts * (y == 0)
+    got = _weighted_metrics(np.add.reduceat(w_pos, starts, 1), np.add.reduceat(w_neg, starts, 1),
+                            s[starts] >= 0.5)
+    idx = np.repeat(np.arange(len(y)), counts[0].astype(int))
+    expected = binary_metrics(y[idx], s[idx], threshold=0.5)
+    for k in ("auroc", "auprc", "mcc", "acc"):
+        assert got[k][0] == pytest.approx(expected[k], abs=1e-12), k
+
+
+def test_bootstrap_ci_contains_the_estimate_narrows_with_data_and_is_seeded():
+    y, s = scored(400)
+    point = binary_metrics(y, s, 0.5)
+    ci = bootstrap_ci(y, s, 0.5, n_boot=500, seed=3)
+    assert set(ci) == {"auroc", "auprc", "mcc", "acc"}
+    for k, (low, high) in ci.items():
+        assert low < point[k] < high, k
+    assert ci == bootstrap_ci(y, s, 0.5, n_boot=500, seed=3)
+    assert ci != bootstrap_ci(y, s, 0.5, n_boot=500, seed=4)
+    big = bootstrap_ci(*scored(4000), 0.5, n_boot=500, seed=3)
+    for k in ci:
+        assert big[k][1] - big[k][0] < (ci[k][1] - ci[k][0]) / 2, k
+    assert bootstrap_ci(y, s, 0.5, n_boot=500, seed=3, level=0.5)["auroc"][1] < ci["auroc"][1]
+
+
+def test_bootstrap_ci_bad_input():
+    with pytest.raises(ValueError, match="both positive and negative"):
+        bootstrap_ci([1, 1, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="level must lie in"):
+        bootstrap_ci(Y, S, level=95)
+
+
+def test_per_target_ignores_unlabelled_examples():
+    y = np.array([Y, [np.nan, 1, 0, np.nan, 1, 0]], dtype=float).T
+    p = np.array([S, [0.9, 0.8, 0.1, 0.2, 0.3, 0.4]]).T
+    out = per_target(y, p, thresholds=[0.5, 0.35], marks=["H3K4me3", "H3K27me3"])
+    assert list(out) == ["H3K4me3", "H3K27me3"]
+    assert out["H3K4me3"] | {"n": 0} == binary_metrics(Y, S) | {"n": 0} and out["H3K4me3"]["n"] == 6
+    assert out["H3K27me3"] == binary_metrics([1, 0, 1, 0], [0.8, 0.1, 0.3, 0.4], 0.35) | {"n": 4}
+    assert list(per_target(Y, S)) == ["0"]
+    with pytest.raises(ValueError, match="2 mark names for 1 targets"):
+        per_target(Y, S, marks=["a", "b"])
+    with pytest.raises(ValueError, match="'b' has no labelled example"):
+        per_target(np.c_[Y, np.full(6, np.nan)], np.c_[S, S], marks=["a", "b"])

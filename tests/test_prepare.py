@@ -1,7 +1,9 @@
 import shutil
 from pathlib import Path
 
+import bioframe
 import numpy as np
+import pandas as pd
 import pytest
 
 from seq2epi import prepare, sequence
@@ -46,7 +48,7 @@ def test_max_sequences_subsamples_each_file(tmp_path):
 
 def test_from_genome_builds_positives_negatives_and_a_chromosome_split(sheet):
     data = prepare.from_genome(sheet, "H3K4me3", window=6, negatives_per_positive=1.0, val_chroms=["chr2"],
-                               test_chroms=["chr3"], seed=0)
+                               test_chroms=["chr3"], seed=0, max_n_fraction=1.0)  # tiny.fa is N-rich
     table = data["table"]
     assert set(table["variety"]) == {"v1", "v2"}
     assert (table.groupby("variety")["label"].sum() == 4).all()
@@ -69,3 +71,112 @@ def test_from_genome_errors_name_the_sheet_and_what_is_missing(sheet, tmp_path):
     bad.write_text("variety\tfasta\n")
     with pytest.raises(ValueError, match="bad.tsv: sample sheet lacks column"):
         prepare.read_sample_sheet(bad)
+
+
+def write_csv(path, rows):
+    path.write_text("sequence,label\n" + "".join(f"{seq},{label}\n" for seq, label in rows))
+    return path
+
+
+def test_from_csv_reports_label_balance_and_warns_when_test_differs(tmp_path):
+    train = write_csv(tmp_path / "train.csv", [(f"ACGT{'A' * i}", i % 2) for i in range(20)])
+    test = write_csv(tmp_path / "test.csv", [(f"GGCC{'T' * i}", int(i < 8)) for i in range(10)])
+    with pytest.warns(UserWarning, match=r"test.csv: label positives are 80.0% of test but 50.0% of train"):
+        data = prepare.from_csv(train, test, val_fraction=0.0, seed=0)
+    balance = data["balance"].set_index("split")
+    assert balance.loc["train", ["n", "positives"]].tolist() == [20, 10]
+    assert balance.loc["test", "fraction"] == pytest.approx(0.8) and balance.loc["val", "n"] == 0
+    assert data["duplicates"] == 0
+
+
+def test_from_csv_balanced_files_do_not_warn(tmp_path):
+    rows = [(f"ACGT{'A' * i}", i % 2) for i in range(20)]
+    train, test = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "test.csv", rows[:10])
+    with pytest.warns(UserWarning) as record:
+        data = prepare.from_csv(train, test, val_fraction=0.2, seed=0)
+    assert [str(w.message) for w in record] == [f"10 sequences of {test} also occur in {train}: train/test "
+                                                "leakage"]
+    assert data["duplicates"] == 10
+
+
+@pytest.fixture
+def marks_csvs(tmp_path):
+    w = lambda name, rows: write_csv(tmp_path / name, rows)  # noqa: E731
+    train = {"K4": w("k4_train.csv", [("AAAAC", 1), ("CCCCG", 0), ("GGGGT", 1)]),
+             "K27": w("k27_train.csv", [("CCCCG", 1), ("TTTTA", 0), ("TTTTA", 0)])}
+    test = {"K4": w("k4_test.csv", [("ACACA", 1), ("GTGTG", 0)]),
+            "K27": w("k27_test.csv", [("GTGTG", 1), ("GGGGT", 0)])}
+    return train, test
+
+
+def test_from_csv_multi_merges_sequences_and_leaves_unlabelled_marks_nan(marks_csvs):
+    train, test = marks_csvs
+    with pytest.warns(UserWarning, match="1 sequences of the test CSV files also occur in the train CSV"):
+        data = prepare.from_csv_multi(train, test, val_fraction=0.0, seed=0)
+    assert data["marks"] == ["K4", "K27"]
+    seqs = [sequence.decode(t) for t in data["tokens"]]
+    assert seqs == ["AAAAC", "CCCCG", "TTTTA", "ACACA", "GTGTG", "GGGGT"]  # GGGGT is kept in test only
+    np.testing.assert_array_equal(data["labels"], np.array(
+        [[1, np.nan], [0, 1], [np.nan, 0], [1, np.nan], [0, 1], [np.nan, 0]], np.float32))
+    assert data["labels"].dtype == np.float32 and data["tokens"].shape == (6, 5)
+    assert data["split"].tolist() == ["train"] * 3 + ["test"] * 3
+    assert data["table"]["n_marks"].tolist() == [1, 2, 1, 1, 2, 1]
+    balance = data["balance"].set_index(["mark", "split"])
+    assert balance.loc[("K27", "train"), ["n", "positives"]].tolist() == [2, 1]
+
+
+def test_from_csv_multi_errors(marks_csvs, tmp_path):
+    train, test = marks_csvs
+    with pytest.raises(ValueError, match="must name the same marks"):
+        prepare.from_csv_multi(train, {"K4": test["K4"]}, 0.0, 0)
+    train["K4"] = write_csv(tmp_path / "bad.csv", [("AAAAC", 1), ("AAAAC", 0)])
+    with pytest.raises(ValueError, match=r"bad.csv record 2: the sequence is labelled both 0 and 1 for K4"):
+        prepare.from_csv_multi(train, test, 0.0, 0)
+
+
+@pytest.fixture
+def gc_sheet(tmp_path):
+    """Three chromosomes of 1 kb blocks cycling GC 0.3..0.7; peaks in GC-rich blocks; an exclusion BED."""
+    rng = np.random.default_rng(0)
+    fasta, peaks = [], []
+    for chrom, n_blocks in (("c1", 40), ("c2", 20), ("c3", 20)):
+        blocks = []
+        for b in range(n_blocks):
+            gc = 0.3 + 0.1 * (b % 5)
+            p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+            blocks.append("".join(rng.choice(list("ACGT"), 1000, p=p)))
+            if b % 5 >= 3:
+                peaks.append(f"{chrom}\t{1000 * b + 300}\t{1000 * b + 500}\n")
+        fasta.append(f">{chrom}\n{''.join(blocks)}\n")
+    (tmp_path / "g.fa").write_text("".join(fasta))
+    (tmp_path / "peaks.bed").write_text("".join(peaks))
+    (tmp_path / "exclude.bed").write_text("#chrom\tstart\tend\tmark\nc1\t3000\t9000\tK4\nc2\t0\t500\tK4\n")
+    path = tmp_path / "samples.tsv"
+    path.write_text("variety\tmark\tfasta\tpeaks\nv1\tK4\tg.fa\tpeaks.bed\n")
+    return path
+
+
+def test_from_genome_gc_matched_background_matches_positive_gc(gc_sheet):
+    args = dict(mark="K4", window=100, negatives_per_positive=2.0, val_chroms=["c2"], test_chroms=["c3"],
+                seed=0)
+    matched = prepare.from_genome(gc_sheet, background="gc_matched", **args)
+    random = prepare.from_genome(gc_sheet, **args)
+    for data in (matched, random):
+        assert (data["labels"] == 0).sum() == 2 * (data["labels"] == 1).sum() == 64
+    gc = {name: sequence.gc_content(d["tokens"], d["lengths"]) for name, d in (("m", matched), ("r", random))}
+    positive_gc = gc["m"][matched["labels"] == 1].mean()
+    assert abs(gc["m"][matched["labels"] == 0].mean() - positive_gc) < 0.02
+    assert gc["r"][random["labels"] == 0].mean() < positive_gc - 0.05
+    assert set(matched["balance"]["mark"]) == {"K4"} and matched["excluded"] == 0
+    with pytest.raises(ValueError, match="background must be 'random' or 'gc_matched', got 'shuffled'"):
+        prepare.from_genome(gc_sheet, background="shuffled", **args)
+
+
+@pytest.mark.parametrize("background", ["random", "gc_matched"])
+def test_from_genome_exclude_bed_keeps_its_windows_out_of_both_classes(gc_sheet, background):
+    exclude = gc_sheet.parent / "exclude.bed"
+    data = prepare.from_genome(gc_sheet, "K4", 100, 2.0, ["c2"], ["c3"], seed=0, background=background,
+                               exclude_bed=exclude)
+    spans = pd.DataFrame({"chrom": ["c1", "c2"], "start": [3000, 0], "end": [9000, 500]})
+    assert bioframe.overlap(data["table"], spans, how="inner").empty
+    assert data["excluded"] == 3 and (data["labels"] == 1).sum() == 29 and (data["labels"] == 0).sum() == 58

@@ -101,26 +101,115 @@ def summit_windows(peaks: pd.DataFrame, window: int, chrom_sizes: dict[str, int]
     return out.drop_duplicates().reset_index(drop=True)
 
 
-def background_windows(
-    peaks: pd.DataFrame, chrom_sizes: dict[str, int], window: int, n: int, seed: int
-) -> pd.DataFrame:
-    """`n` distinct random windows overlapping no peak, drawn uniformly over all such windows, sorted."""
-    if window <= 0 or n < 0:
-        raise ValueError(f"window must be positive and n non-negative, got window={window} n={n}.")
-    free = bioframe.complement(peaks[["chrom", "start", "end"]], view_df=dict(chrom_sizes))
-    n_starts = np.maximum(free["end"].to_numpy() - free["start"].to_numpy() - window + 1, 0)
-    total = int(n_starts.sum())
-    if total < n:
-        raise ValueError(
-            f"only {total} windows of {window} bp avoid the peaks, fewer than the n={n} requested."
-        )
-    picks = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+def _free_starts(blocked: pd.DataFrame, chrom_sizes: dict[str, int], window: int):
+    """Regions free of `blocked` intervals and how many `window`-bp windows start in each."""
+    free = bioframe.complement(blocked[["chrom", "start", "end"]], view_df=dict(chrom_sizes))
+    return free, np.maximum(free["end"].to_numpy() - free["start"].to_numpy() - window + 1, 0)
+
+
+def _nth_windows(free: pd.DataFrame, n_starts: np.ndarray, picks: np.ndarray, window: int) -> pd.DataFrame:
+    """Windows of the given indices into the free window starts, numbered region by region."""
     cum = np.cumsum(n_starts)
     region = np.searchsorted(cum, picks, side="right")
     start = free["start"].to_numpy()[region] + picks - (cum[region] - n_starts[region])
     return pd.DataFrame(
         {"chrom": free["chrom"].to_numpy()[region], "start": start.astype(np.int64), "end": start + window}
     )
+
+
+def background_windows(
+    peaks: pd.DataFrame, chrom_sizes: dict[str, int], window: int, n: int, seed: int
+) -> pd.DataFrame:
+    """`n` distinct random windows overlapping no peak, drawn uniformly over all such windows, sorted."""
+    if window <= 0 or n < 0:
+        raise ValueError(f"window must be positive and n non-negative, got window={window} n={n}.")
+    free, n_starts = _free_starts(peaks, chrom_sizes, window)
+    total = int(n_starts.sum())
+    if total < n:
+        raise ValueError(
+            f"only {total} windows of {window} bp avoid the peaks, fewer than the n={n} requested."
+        )
+    picks = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    return _nth_windows(free, n_starts, picks, window)
+
+
+def _window_gc(genome, windows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(GC fraction among non-N bases, N fraction) of each window of `genome`."""
+    gc, n_frac = np.empty(len(windows)), np.empty(len(windows))
+    for i, (chrom, start, end) in enumerate(windows[["chrom", "start", "end"]].itertuples(index=False)):
+        counts = np.bincount(genome.tokens(chrom, start, end), minlength=5)
+        gc[i] = (counts[1] + counts[2]) / max(counts[:4].sum(), 1)
+        n_frac[i] = counts[4] / (end - start)
+    return gc, n_frac
+
+
+def _gc_bin(gc: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each GC fraction among `bins` equal bins of [0, 1] (a fraction on an edge goes up, 1.0 last)."""
+    return np.minimum(gc * bins + 1e-9, bins - 1).astype(int)
+
+
+def _allocate(weights: np.ndarray, n: int) -> np.ndarray:
+    """Integer counts summing to n, proportional to weights (largest remainders)."""
+    exact = n * weights / weights.sum()
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += 1
+    return counts
+
+
+def gc_matched_background(peaks: pd.DataFrame, genome, window: int, n: int, seed: int, bins: int = 20,
+                          max_n_fraction: float = 0.1, exclude: pd.DataFrame | None = None,
+                          max_rounds: int = 6) -> pd.DataFrame:
+    """`n` distinct windows overlapping no peak (nor `exclude`) whose GC histogram matches the peaks' summit
+    windows (those not overlapping `exclude`, with at most `max_n_fraction` N); columns chrom,start,end,gc.
+
+    Candidates are drawn uniformly off the peaks in growing rounds until every GC bin (`bins` equal bins of
+    [0, 1]) can be filled; a bin still short takes its remainder from the nearest bins, with a warning.
+    """
+    sizes = genome.chrom_sizes
+    blocked = peaks[["chrom", "start", "end"]]
+    positives = summit_windows(peaks, window, sizes)
+    if exclude is not None and len(exclude):
+        blocked = pd.concat([blocked, exclude[["chrom", "start", "end"]]], ignore_index=True)
+        positives = positives[~overlaps(positives, exclude)]
+    pos_gc, pos_n = _window_gc(genome, positives)
+    pos_gc = pos_gc[pos_n <= max_n_fraction]
+    if not len(pos_gc):
+        raise ValueError(f"no peak window of {window} bp with at most {max_n_fraction:.0%} N to match GC to.")
+    target = _allocate(np.bincount(_gc_bin(pos_gc, bins), minlength=bins), n)
+    free, n_starts = _free_starts(blocked, sizes, window)
+    total = int(n_starts.sum())
+    rng = np.random.default_rng(seed)
+    seen, gc = np.empty(0, np.int64), np.empty(0)  # candidate indices into the free starts; GC (NaN: N-rich)
+    size = 10 * n
+    for _ in range(max_rounds):
+        new = np.setdiff1d(rng.integers(0, total, size) if total else [], seen)
+        new_gc, n_frac = _window_gc(genome, _nth_windows(free, n_starts, new, window))
+        seen, gc = np.r_[seen, new], np.r_[gc, np.where(n_frac <= max_n_fraction, new_gc, np.nan)]
+        have = np.bincount(_gc_bin(gc[~np.isnan(gc)], bins), minlength=bins)
+        if (have >= target).all() or len(seen) == total:
+            break
+        size *= 2
+    seen, gc = seen[~np.isnan(gc)], gc[~np.isnan(gc)]
+    if len(seen) < n:
+        raise ValueError(f"only {len(seen)} background windows of {window} bp with at most "
+                         f"{max_n_fraction:.0%} N were found, fewer than the n={n} requested.")
+    perm = rng.permutation(len(seen))  # random order: the first k candidates of a bin are a random k
+    seen, gc = seen[perm], gc[perm]
+    bin_of = _gc_bin(gc, bins)
+    chosen = np.zeros(len(seen), bool)
+    for b in range(bins):
+        chosen[np.flatnonzero(bin_of == b)[: target[b]]] = True
+    missing = target - np.bincount(bin_of[chosen], minlength=bins)
+    if missing.any():
+        warnings.warn(f"GC-matched background: {missing.sum()} of {n} windows come from neighbouring GC bins "
+                      f"(too few candidates in their own bin after {max_rounds} rounds).", stacklevel=2)
+    for b in np.flatnonzero(missing):
+        for near in sorted(range(bins), key=lambda j: (abs(j - b), j)):
+            spare = np.flatnonzero((bin_of == near) & ~chosen)[: missing[b]]
+            chosen[spare] = True
+            missing[b] -= len(spare)
+    order = np.argsort(seen[chosen])
+    return _nth_windows(free, n_starts, seen[chosen][order], window).assign(gc=gc[chosen][order])
 
 
 def split_by_chromosome(df: pd.DataFrame, val_chroms: list[str], test_chroms: list[str]) -> np.ndarray:

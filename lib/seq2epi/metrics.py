@@ -57,3 +57,75 @@ def choose_threshold(y_true, y_score, criterion: str = "mcc") -> float:
         denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
         score = np.divide(tp * tn - fp * fn, denom, out=np.zeros_like(denom), where=denom > 0)
     return float(thresholds[np.argmax(score)])
+
+
+def _resample_counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """[n_boot, n] counts of how often each of n examples is drawn in each bootstrap resample of size n."""
+    draws = rng.integers(0, n, (n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+
+def _weighted_metrics(w_pos: np.ndarray, w_neg: np.ndarray, above: np.ndarray) -> dict[str, np.ndarray]:
+    """auroc, auprc, mcc, acc of resamples from per-score-level weights [B, U], levels by descending score."""
+    n_pos, n_neg = w_pos.sum(1), w_neg.sum(1)
+    neg_below = n_neg[:, None] - np.cumsum(w_neg, 1)
+    auroc = (w_pos * (neg_below + w_neg / 2)).sum(1) / (n_pos * n_neg)
+    tp_cum, fp_cum = np.cumsum(w_pos, 1), np.cumsum(w_neg, 1)
+    precision = np.divide(tp_cum, tp_cum + fp_cum, out=np.zeros_like(tp_cum), where=tp_cum + fp_cum > 0)
+    auprc = (w_pos * precision).sum(1) / n_pos
+    tp, fp = w_pos[:, above].sum(1), w_neg[:, above].sum(1)
+    fn, tn = n_pos - tp, n_neg - fp
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.divide(tp * tn - fp * fn, denom, out=np.zeros_like(denom), where=denom > 0)
+    return {"auroc": auroc, "auprc": auprc, "mcc": mcc, "acc": (tp + tn) / (n_pos + n_neg)}
+
+
+def bootstrap_ci(y_true, y_score, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of auroc, auprc, mcc and acc over stratified bootstrap resamples of the examples.
+
+    Positives and negatives are resampled separately (class counts fixed); all resamples are scored at once
+    from per-score-level weights, in chunks that keep memory bounded.
+    """
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"level must lie in (0, 1) and n_boot be >= 1, got level={level} n_boot={n_boot}.")
+    y_true, y_score = _check(y_true, y_score)
+    if y_true.all() or not y_true.any():
+        raise ValueError("bootstrap_ci needs both positive and negative labels.")
+    order = np.argsort(-y_score, kind="stable")
+    y_true, y_score = y_true[order], y_score[order]
+    starts = np.flatnonzero(np.r_[True, y_score[1:] != y_score[:-1]])  # first example of each score level
+    above = y_score[starts] >= threshold
+    pos, neg = np.flatnonzero(y_true == 1), np.flatnonzero(y_true == 0)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // len(y_true))
+    parts = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        w_pos, w_neg = np.zeros((b, len(y_true))), np.zeros((b, len(y_true)))
+        w_pos[:, pos] = _resample_counts(rng, len(pos), b)
+        w_neg[:, neg] = _resample_counts(rng, len(neg), b)
+        w_pos, w_neg = np.add.reduceat(w_pos, starts, axis=1), np.add.reduceat(w_neg, starts, axis=1)
+        parts.append(_weighted_metrics(w_pos, w_neg, above))
+    alpha = (1 - level) / 2
+    return {k: tuple(float(q) for q in np.quantile(np.concatenate([p[k] for p in parts]), [alpha, 1 - alpha]))
+            for k in parts[0]}
+
+
+def per_target(y, p, thresholds=0.5, marks: list[str] | None = None) -> dict[str, dict]:
+    """binary_metrics of each target column of y, p [n, T] (NaN labels left out), keyed by mark name."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    y, p = y.reshape(len(y), -1), p.reshape(len(p), -1)
+    if y.shape != p.shape:
+        raise ValueError(f"labels and scores must have the same shape, got {y.shape} and {p.shape}.")
+    marks = [str(t) for t in range(y.shape[1])] if marks is None else list(marks)
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (y.shape[1],))
+    if len(marks) != y.shape[1]:
+        raise ValueError(f"got {len(marks)} mark names for {y.shape[1]} targets.")
+    out = {}
+    for t, mark in enumerate(marks):
+        known = ~np.isnan(y[:, t])
+        if not known.any():
+            raise ValueError(f"target {mark!r} has no labelled example.")
+        out[mark] = binary_metrics(y[known, t], p[known, t], thresholds[t]) | {"n": int(known.sum())}
+    return out

@@ -15,8 +15,35 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame if not n or len(frame) <= n else frame.sample(n=n, random_state=seed).sort_index()
 
 
+def label_balance(labels: np.ndarray, split: np.ndarray, marks: list[str] | None = None) -> pd.DataFrame:
+    """Examples, positives and positive fraction per mark and split (NaN labels: unlabelled, left out)."""
+    labels = np.asarray(labels, dtype=float).reshape(len(split), -1)
+    marks = [str(t) for t in range(labels.shape[1])] if marks is None else list(marks)
+    rows = []
+    for t, mark in enumerate(marks):
+        for name in ("train", "val", "test"):
+            y = labels[(split == name) & ~np.isnan(labels[:, t]), t]
+            rows.append((mark, name, len(y), int(y.sum()), y.mean() if len(y) else float("nan")))
+    return pd.DataFrame(rows, columns=["mark", "split", "n", "positives", "fraction"])
+
+
+def _warn_imbalance(balance: pd.DataFrame, where: str) -> None:
+    """Warn when a mark's test positive fraction differs from its train + val fraction by over 5 points."""
+    part = np.where(balance["split"] == "test", "test", "train")
+    sums = balance.groupby([balance["mark"], part], sort=False)[["n", "positives"]].sum()
+    fraction = (sums["positives"] / sums["n"]).unstack()
+    for mark, row in fraction.iterrows():
+        if abs(row["test"] - row["train"]) > 0.05:
+            warnings.warn(f"{where}: {mark} positives are {row['test']:.1%} of test but "
+                          f"{row['train']:.1%} of train; read AUPRC and accuracy against the test base rate",
+                          stacklevel=3)
+
+
 def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0) -> dict:
-    """The lab's format: train and test CSV files; validation carved from train by a seeded split."""
+    """The lab's format: train and test CSV files; validation carved from train by a seeded split.
+
+    Also returns `duplicates` (test sequences also in train) and `balance` (label_balance), warning on either.
+    """
     train = _subsample(datasets.read_labeled_csv(train_csv), max_sequences, seed)
     test = _subsample(datasets.read_labeled_csv(test_csv), max_sequences, seed)
     shared = len(set(train["sequence"]) & set(test["sequence"]))
@@ -31,7 +58,53 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     table = pd.DataFrame({"source": [str(train_csv)] * len(train) + [str(test_csv)] * len(test),
                           "row": list(train.index) + list(test.index), "length": lengths,
                           "label": labels.astype(int), "split": split})
-    return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table}
+    balance = label_balance(labels, split, ["label"])
+    _warn_imbalance(balance, str(test_csv))
+    return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
+            "duplicates": shared, "balance": balance}
+
+
+def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_fraction: float, seed: int,
+                   max_sequences: int = 0) -> dict:
+    """Several marks' CSV files as one multi-task dataset: labels [n, n_marks], NaN where a sequence is not
+    labelled for a mark; identical sequences are merged (all their labels kept), marks in `train_csvs` order.
+
+    A sequence in a test file and a train file stays in test only (a warning gives the count).
+    """
+    marks = list(train_csvs)
+    if set(test_csvs) != set(marks):
+        raise ValueError(f"train and test CSV files must name the same marks, got {marks} and "
+                         f"{list(test_csvs)}.")
+    parts = {}
+    for part, files in (("train", train_csvs), ("test", test_csvs)):
+        labels: dict[str, dict[int, int]] = {}
+        for t, mark in enumerate(marks):
+            frame = _subsample(datasets.read_labeled_csv(files[mark]), max_sequences, seed)
+            for row, seq, label in zip(frame.index, frame["sequence"], frame["label"], strict=True):
+                known = labels.setdefault(seq, {})
+                if known.get(t, label) != label:
+                    raise ValueError(f"{files[mark]} record {row + 1}: the sequence is labelled both 0 and 1 "
+                                     f"for {mark}.")
+                known[t] = label
+        parts[part] = labels
+    moved = [seq for seq in parts["train"] if seq in parts["test"]]
+    if moved:
+        warnings.warn(f"{len(moved)} sequences of the test CSV files also occur in the train CSV files: kept "
+                      f"in test only (train/test leakage)", stacklevel=2)
+        for seq in moved:
+            del parts["train"][seq]
+    seqs = list(parts["train"]) + list(parts["test"])
+    labels = np.full((len(seqs), len(marks)), np.nan, np.float32)
+    for i, known in enumerate([*parts["train"].values(), *parts["test"].values()]):
+        labels[i, list(known)] = list(known.values())
+    is_val = datasets.random_split(len(parts["train"]), val_fraction, seed)
+    split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(parts["test"]), "test")])
+    tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
+    balance = label_balance(labels, split, marks)
+    _warn_imbalance(balance, "the test CSV files")
+    table = pd.DataFrame({"length": lengths, "split": split, "n_marks": (~np.isnan(labels)).sum(1)})
+    return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
+            "marks": marks, "balance": balance}
 
 
 def read_sample_sheet(path: Path) -> pd.DataFrame:
@@ -48,18 +121,26 @@ def read_sample_sheet(path: Path) -> pd.DataFrame:
 
 def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positive: float,
                 val_chroms: list[str], test_chroms: list[str], seed: int, max_sequences: int = 0,
-                max_n_fraction: float = 0.1) -> dict:
+                max_n_fraction: float = 0.1, background: str = "random",
+                exclude_bed: Path | None = None) -> dict:
     """Windows centred on the mark's peak summits (label 1) and windows off any peak (label 0), per variety;
-    windows with more than `max_n_fraction` N are rejected, and the split holds out whole chromosomes."""
+    windows with more than `max_n_fraction` N are rejected, and the split holds out whole chromosomes.
+
+    background "random" draws negatives uniformly off the peaks, "gc_matched" matches the positives' GC
+    histogram; windows overlapping `exclude_bed` are neither positives nor negatives (`excluded` counts the
+    positives dropped).
+    """
     if not val_chroms or not test_chroms:
         raise ValueError("genome mode needs val_chroms and test_chroms: the chromosomes held out for "
                          "validation and test")
+    if background not in ("random", "gc_matched"):
+        raise ValueError(f"background must be 'random' or 'gc_matched', got {background!r}")
     sheet = read_sample_sheet(sample_sheet)
     rows = sheet[sheet["mark"] == mark]
     if rows.empty:
         marks = sorted(set(sheet["mark"]))
         raise ValueError(f"{sample_sheet} has no sample of mark {mark!r}; its marks are {marks}")
-    tables, tokens = [], []
+    tables, tokens, excluded = [], [], 0
     for n, sample in enumerate(rows.itertuples()):
         genome = sequence.Genome(sample.fasta)
         unknown = set(val_chroms + test_chroms) - set(genome.chrom_sizes)
@@ -67,9 +148,20 @@ def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positi
             raise ValueError(f"held-out chromosome(s) {sorted(unknown)} are not in {sample.fasta}; "
                              f"it has {list(genome.chrom_sizes)}")
         peaks = intervals.read_peaks(sample.peaks, genome.chrom_sizes)
+        exclude = None if exclude_bed is None else intervals.read_peaks(exclude_bed, genome.chrom_sizes)
         positives = intervals.summit_windows(peaks, window, genome.chrom_sizes).assign(label=1)
+        if exclude is not None:
+            dropped = intervals.overlaps(positives, exclude)
+            excluded += int(dropped.sum())
+            positives = positives[~dropped]
         n_negatives = int(round(len(positives) * negatives_per_positive))
-        negatives = intervals.background_windows(peaks, genome.chrom_sizes, window, n_negatives, seed + n)
+        if background == "gc_matched":
+            negatives = intervals.gc_matched_background(peaks, genome, window, n_negatives, seed + n,
+                                                        max_n_fraction=max_n_fraction, exclude=exclude)
+        else:
+            blocked = peaks if exclude is None else pd.concat([peaks, exclude], ignore_index=True)
+            negatives = intervals.background_windows(blocked, genome.chrom_sizes, window, n_negatives,
+                                                     seed + n)
         windows = pd.concat([positives, negatives.assign(label=0)], ignore_index=True)
         windows = windows[["chrom", "start", "end", "label"]].assign(variety=sample.variety)
         spans = zip(windows.chrom, windows.start, windows.end, strict=True)
@@ -89,5 +181,7 @@ def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positi
     table = table.loc[keep].reset_index(drop=True)
     token_array, lengths = sequence.pad_batch([tokens[i] for i in keep], window)
     table["length"] = lengths
-    return {"tokens": token_array, "lengths": lengths, "labels": table["label"].to_numpy(np.float32),
-            "split": table["split"].to_numpy(), "table": table}
+    labels = table["label"].to_numpy(np.float32)
+    split = table["split"].to_numpy()
+    return {"tokens": token_array, "lengths": lengths, "labels": labels, "split": split, "table": table,
+            "excluded": excluded, "balance": label_balance(labels, split, [mark])}
