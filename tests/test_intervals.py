@@ -13,9 +13,11 @@ from seq2epi.intervals import (
     overlaps,
     parse_region,
     read_gff_genes,
+    read_labelled_windows,
     read_peaks,
     split_by_chromosome,
     summit_windows,
+    window_scores,
 )
 from seq2epi.sequence import Genome, gc_content
 
@@ -230,3 +232,21 @@ def test_gc_matched_background_rejects_n_rich_windows_and_raises_when_too_few(tm
     assert len(bg) == 200 and max(n_fraction) <= 0.1
     with pytest.raises(ValueError, match="only .* background windows of 100 bp with at most 10% N"):
         gc_matched_background(peaks, genome, window=100, n=3_000, seed=0, bins=1)
+
+
+def test_read_labelled_windows_with_and_without_header(tmp_path):
+    with_header = write(tmp_path, "#chrom\tstart\tend\tmark\tlabel\nchr1\t0\t10\tH3K4me3\t1\n", "w.bed")
+    table = read_labelled_windows(with_header)
+    assert list(table.columns) == ["chrom", "start", "end", "mark", "label"]
+    assert table["label"].tolist() == [1]
+    plain = read_labelled_windows(write(tmp_path, "chr1\t0\t10\nchr2\t5\t9\n", "p.bed"))
+    assert plain[["chrom", "start", "end"]].values.tolist() == [["chr1", 0, 10], ["chr2", 5, 9]]
+    with pytest.raises(ValueError, match=r"e\.bed: expected a BED of windows"):
+        read_labelled_windows(write(tmp_path, "#chrom\tfrom\tto\n", "e.bed"))
+
+
+def test_window_scores_average_the_overlapping_bins():
+    track = pd.DataFrame({"chrom": ["chr1"] * 4, "start": [0, 10, 20, 30], "end": [10, 20, 30, 40],
+                          "score": [0.1, 0.3, 0.5, 0.7]})
+    windows = pd.DataFrame({"chrom": ["chr1", "chr1", "chr2"], "start": [5, 30, 0], "end": [25, 40, 10]})
+    np.testing.assert_allclose(window_scores(track, windows), [0.3, 0.7, np.nan])

@@ -180,3 +180,20 @@ def test_from_genome_exclude_bed_keeps_its_windows_out_of_both_classes(gc_sheet,
     spans = pd.DataFrame({"chrom": ["c1", "c2"], "start": [3000, 0], "end": [9000, 500]})
     assert bioframe.overlap(data["table"], spans, how="inner").empty
     assert data["excluded"] == 3 and (data["labels"] == 1).sum() == 29 and (data["labels"] == 0).sum() == 58
+
+
+def test_centre_crop_keeps_the_middle():
+    assert prepare.centre_crop(["AACCGGTT", "ACG"], 4) == ["CCGG", "ACG"]
+    assert prepare.centre_crop(["AACCGGTTA"], 4) == ["CCGG"]
+    assert prepare.centre_crop(["AACCGGTT"], 0) == ["AACCGGTT"]
+
+
+def test_excluded_sequences_stay_out_of_training(tmp_path):
+    genome_windows = pd.DataFrame({"chrom": ["chr1"], "start": [20], "end": [30]})
+    held = prepare.sequences_in(genome_windows, DATA / "tiny.fa")
+    assert held == {"ACGTTTGGCC"}
+    train = tmp_path / "train.csv"
+    train.write_text("sequence,label\nACGTTTGGCC,1\nACGTACGTAC,0\nGGGGCCCCAA,1\nAAAACCCCGG,0\n")
+    with pytest.warns(UserWarning, match="1 sequences of .*train.csv are held out of training"):
+        data = prepare.from_csv(train, DATA / "labeled.csv", 0.0, 0, exclude=held, crop_length=6)
+    assert (data["split"] != "test").sum() == 3 and data["tokens"].shape[1] == 6

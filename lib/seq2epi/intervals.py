@@ -272,3 +272,33 @@ def overlaps(windows: pd.DataFrame, peaks: pd.DataFrame) -> np.ndarray:
     found = np.zeros(len(windows), bool)
     found[hits["index"].unique()] = True
     return found
+
+
+def read_labelled_windows(path) -> pd.DataFrame:
+    """A BED of labelled windows (chrom, start, end, then named columns such as mark, split, label), with or
+    without a '#chrom' header line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file {path} does not exist")
+    with _open_text(path) as f:
+        first = f.readline()
+    if first.startswith("#chrom") or first.startswith("chrom"):
+        table = pd.read_csv(path, sep="\t").rename(columns={"#chrom": "chrom"})
+    else:
+        table = pd.read_csv(path, sep="\t", header=None, comment="#")
+        table = table.rename(columns={0: "chrom", 1: "start", 2: "end"})
+    if not {"chrom", "start", "end"} <= set(table.columns) or table.empty:
+        raise ValueError(f"{path}: expected a BED of windows with columns chrom, start, end (and a header "
+                         f"naming further columns such as label).")
+    return table
+
+
+def window_scores(track: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
+    """The mean track score over the bins overlapping each window (NaN where none does), in window order."""
+    hits = bioframe.overlap(windows[["chrom", "start", "end"]].reset_index(drop=True),
+                            track[["chrom", "start", "end", "score"]], how="inner", return_index=True,
+                            suffixes=("", "_bin"))
+    means = hits.groupby("index")["score_bin"].mean()
+    scores = np.full(len(windows), np.nan)
+    scores[means.index.to_numpy()] = means.to_numpy()
+    return scores

@@ -39,12 +39,36 @@ def _warn_imbalance(balance: pd.DataFrame, where: str) -> None:
                           stacklevel=3)
 
 
-def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0) -> dict:
+def centre_crop(seqs, crop_length: int) -> list[str]:
+    """Sequences longer than `crop_length` cut to their central `crop_length` bases (0 keeps them whole)."""
+    if not crop_length:
+        return list(seqs)
+    return [s if len(s) <= crop_length else s[(len(s) - crop_length) // 2:][:crop_length] for s in seqs]
+
+
+def sequences_in(windows: pd.DataFrame, fasta: Path) -> set[str]:
+    """The reference sequences of windows (chrom, start, end), to keep them out of training."""
+    genome = sequence.Genome(fasta)
+    return {genome.fetch(c, s, e) for c, s, e in zip(windows["chrom"], windows["start"], windows["end"],
+                                                      strict=True)}
+
+
+def _drop_excluded(train: pd.DataFrame, exclude: set[str], where: Path) -> pd.DataFrame:
+    held = train["sequence"].isin(exclude)
+    if held.any():
+        warnings.warn(f"{held.sum()} sequences of {where} are held out of training (exclude)", stacklevel=3)
+    return train[~held]
+
+
+def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0,
+             crop_length: int = 0, exclude: set[str] = frozenset()) -> dict:
     """The lab's format: train and test CSV files; validation carved from train by a seeded split.
 
+    Train sequences in `exclude` are held out; sequences are centre-cropped to `crop_length` when set.
     Also returns `duplicates` (test sequences also in train) and `balance` (label_balance), warning on either.
     """
     train = _subsample(datasets.read_labeled_csv(train_csv), max_sequences, seed)
+    train = _drop_excluded(train, exclude, train_csv)
     test = _subsample(datasets.read_labeled_csv(test_csv), max_sequences, seed)
     shared = len(set(train["sequence"]) & set(test["sequence"]))
     if shared:
@@ -52,7 +76,7 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
                       stacklevel=2)
     is_val = datasets.random_split(len(train), val_fraction, seed)
     split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(test), "test")])
-    seqs = list(train["sequence"]) + list(test["sequence"])
+    seqs = centre_crop(list(train["sequence"]) + list(test["sequence"]), crop_length)
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     labels = np.concatenate([train["label"], test["label"]]).astype(np.float32)
     table = pd.DataFrame({"source": [str(train_csv)] * len(train) + [str(test_csv)] * len(test),
@@ -65,7 +89,7 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
 
 
 def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_fraction: float, seed: int,
-                   max_sequences: int = 0) -> dict:
+                   max_sequences: int = 0, crop_length: int = 0, exclude: set[str] = frozenset()) -> dict:
     """Several marks' CSV files as one multi-task dataset: labels [n, n_marks], NaN where a sequence is not
     labelled for a mark; identical sequences are merged (all their labels kept), marks in `train_csvs` order.
 
@@ -80,6 +104,8 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
         labels: dict[str, dict[int, int]] = {}
         for t, mark in enumerate(marks):
             frame = _subsample(datasets.read_labeled_csv(files[mark]), max_sequences, seed)
+            if part == "train":
+                frame = _drop_excluded(frame, exclude, files[mark])
             for row, seq, label in zip(frame.index, frame["sequence"], frame["label"], strict=True):
                 known = labels.setdefault(seq, {})
                 if known.get(t, label) != label:
@@ -93,7 +119,7 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
                       f"in test only (train/test leakage)", stacklevel=2)
         for seq in moved:
             del parts["train"][seq]
-    seqs = list(parts["train"]) + list(parts["test"])
+    seqs = centre_crop(list(parts["train"]) + list(parts["test"]), crop_length)
     labels = np.full((len(seqs), len(marks)), np.nan, np.float32)
     for i, known in enumerate([*parts["train"].values(), *parts["test"].values()]):
         labels[i, list(known)] = list(known.values())

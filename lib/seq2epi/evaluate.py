@@ -1,0 +1,50 @@
+"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation."""
+
+import numpy as np
+import pandas as pd
+
+from seq2epi import baselines, metrics
+
+
+def _labelled(part: tuple, target: int) -> tuple:
+    tokens, lengths, labels = part
+    labels = labels.reshape(len(labels), -1)[:, target]
+    rows = ~np.isnan(labels)
+    return tokens[rows], lengths[rows], labels[rows].astype(int), rows
+
+
+def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
+                    seed: int = 0) -> tuple[dict, dict]:
+    """Test metrics (with bootstrap intervals) of the transformer and both baselines for one target.
+
+    `parts` maps train/val/test to (tokens, lengths, labels); `probs` maps val/test to the transformer's
+    probabilities ([n] or [n, targets]). Rows unlabelled (NaN) for the target are left out. Returns the
+    metrics per model and the test (labels, scores) per model for the curves.
+    """
+    train, val, test = (_labelled(parts[name], target) for name in ("train", "val", "test"))
+    gc = baselines.GCContent().fit(*train[:3])
+    kmer, _ = baselines.select_kmer_logistic(train[:3], val[:3], seed=seed)
+    column = {name: probs[name].reshape(len(probs[name]), -1)[:, target] for name in ("val", "test")}
+    scores = {"transformer": (column["val"][val[3]], column["test"][test[3]]),
+              "gc_content": (gc.score(*val[:2]), gc.score(*test[:2])),
+              "kmer_logistic": (kmer.score(*val[:2]), kmer.score(*test[:2]))}
+    results, curves = {}, {}
+    for name, (val_score, test_score) in scores.items():
+        threshold = metrics.choose_threshold(val[2], val_score, criterion)
+        results[name] = metrics.binary_metrics(test[2], test_score, threshold)
+        results[name]["ci95"] = metrics.bootstrap_ci(test[2], test_score, threshold, n_boot, seed)
+        curves[name] = (test[2], test_score)
+    return results, curves
+
+
+def summary_table(results: dict) -> pd.DataFrame:
+    """One row per (mark, model): AUROC, AUPRC, MCC, ACC with their 95 % intervals, and the threshold."""
+    rows = []
+    for mark, per_model in results.items():
+        for name, m in per_model.items():
+            row = {"mark": mark, "model": name, "threshold": m["threshold"]}
+            for key in ("auroc", "auprc", "mcc", "acc"):
+                low, high = m["ci95"][key]
+                row[key] = f"{m[key]:.3f} [{low:.3f}, {high:.3f}]"
+            rows.append(row)
+    return pd.DataFrame(rows)
