@@ -3,7 +3,17 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from seq2epi.tracks import read_bigwig, write_bedgraph, write_bigwig
+from seq2epi.predict import tile
+from seq2epi.tracks import (
+    MatrixStore,
+    map_regions,
+    merge_parts,
+    read_bigwig,
+    read_part,
+    write_bedgraph,
+    write_bigwig,
+    write_part,
+)
 
 SIZES = {"chrB": 500, "chrA": 1000}
 
@@ -65,3 +75,111 @@ def test_read_bigwig_errors(track, tmp_path):
     path = write_bigwig(track, SIZES, tmp_path / "t.bw")
     with pytest.raises(ValueError, match="chrZ"):
         read_bigwig(path, "chrZ", 0, 10)
+
+
+# ---- variety × bin matrices (issue 4) ----
+
+MAP_SIZES = {"chrA": 1000, "chrB": 430, "chrC": 50}
+ROWS = ["reference", "v1", "v2"]
+
+
+def region_scores(region, marks=1):
+    """Deterministic scores [rows, windows(, marks)] of a region of the 100 bp / stride 50 tiling."""
+    chrom, start, end = region
+    starts = np.arange(start, end - 100 + 1, 50)
+    scores = (starts[None, :, None] + np.arange(len(ROWS))[:, None, None] * 0.5 + np.arange(marks)) / 1000
+    return (scores[..., 0] if marks == 1 else scores).astype(np.float32)
+
+
+def test_map_regions_split_the_tiling_without_gap_or_overlap():
+    regions = map_regions(MAP_SIZES, 100, 50, 200)  # four windows a region
+    assert regions.values.tolist() == [["chrA", 0, 250], ["chrA", 200, 450], ["chrA", 400, 650],
+                                       ["chrA", 600, 850], ["chrA", 800, 1000], ["chrB", 0, 250],
+                                       ["chrB", 200, 400]]  # chrC is shorter than a window
+    parts = [tile(MAP_SIZES, 100, 50, regions.iloc[[i]]) for i in range(len(regions))]
+    together = pd.concat(parts, ignore_index=True)
+    assert together.equals(tile({"chrA": 1000, "chrB": 430}, 100, 50))
+
+
+def write_map(path, regions, resume=False, marks=("score",)):
+    with MatrixStore.create(path, ROWS, MAP_SIZES, 100, 50, list(marks), resume=resume) as store:
+        for region in regions.itertuples(index=False):
+            if not store.done(*region):
+                store.write_region(*region, region_scores(tuple(region), len(marks)))
+    return path
+
+
+def test_matrix_store_round_trip_and_exports(tmp_path):
+    regions = map_regions(MAP_SIZES, 100, 50, 200)
+    path = write_map(tmp_path / "m.h5", regions)
+    with MatrixStore(path) as store:
+        assert store.samples == ROWS and store.chrom_sizes == MAP_SIZES
+        assert (store.window, store.stride) == (100, 50)
+        assert all(store.done(*r) for r in regions.itertuples(index=False))
+        scores, bins = store.read("chrA", 120, 260)
+        assert bins.values.tolist() == [["chrA", 75, 125], ["chrA", 125, 175], ["chrA", 175, 225],
+                                        ["chrA", 225, 275]]
+        np.testing.assert_allclose(scores[1], (np.arange(50, 250, 50) + 0.5) / 1000)
+        assert store.read("chrC")[0].shape == (3, 0)
+        store.export_bigwig("v2", tmp_path / "v2.bw")
+        store.export_bedgraph("v2", tmp_path / "v2.bedGraph")
+        with pytest.raises(ValueError, match="sample 'v9' is not in matrix store"):
+            store.track("v9")
+    values = read_bigwig(tmp_path / "v2.bw", "chrA", 25, 75)
+    np.testing.assert_allclose(values, 0.001, rtol=1e-6)  # window 0-100, binned 25-75
+    bedgraph = pd.read_csv(tmp_path / "v2.bedGraph", sep="\t", header=None)
+    assert len(bedgraph) == 19 + 7 and bedgraph.iloc[0, :3].tolist() == ["chrA", 25, 75]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "v2.bedGraph", "v2.bw"]
+
+
+def test_matrix_store_resumes_after_a_kill_with_the_same_matrix(tmp_path):
+    regions = map_regions(MAP_SIZES, 100, 50, 200)
+    full = write_map(tmp_path / "full.h5", regions)
+    part = write_map(tmp_path / "part.h5", regions.iloc[:3])  # killed after three regions
+    with MatrixStore(part, "r+") as store:  # killed after writing scores, before the done flag
+        store._file["scores/score/chrA"][:, 12:16] = 0.5
+    with MatrixStore(part) as store:
+        assert [store.done(*r) for r in regions.itertuples(index=False)] == [True] * 3 + [False] * 4
+    write_map(part, regions, resume=True)
+    with MatrixStore(full) as a, MatrixStore(part) as b:
+        for chrom in MAP_SIZES:
+            np.testing.assert_array_equal(a.read(chrom)[0], b.read(chrom)[0])
+    with pytest.raises(ValueError, match="holds other samples"):
+        MatrixStore.create(part, ROWS[:2], MAP_SIZES, 100, 50, resume=True)
+
+
+def test_matrix_store_several_marks(tmp_path):
+    regions = map_regions(MAP_SIZES, 100, 50, 300)
+    with MatrixStore(write_map(tmp_path / "m.h5", regions, marks=("H3K4me3", "H3K27me3"))) as store:
+        a, _ = store.read("chrB", mark="H3K4me3")
+        b, _ = store.read("chrB", mark="H3K27me3")
+        np.testing.assert_allclose(b - a, 0.001, rtol=1e-4)
+
+
+def test_matrix_store_rejects_misaligned_regions_and_wrong_shapes(tmp_path):
+    with MatrixStore.create(tmp_path / "m.h5", ROWS, MAP_SIZES, 100, 50) as store:
+        with pytest.raises(ValueError, match="does not start on a window"):
+            store.write_region("chrA", 25, 300, np.zeros((3, 4)))
+        with pytest.raises(ValueError, match=r"expects \(3, 4, 1\)"):
+            store.write_region("chrA", 0, 250, np.zeros((2, 4)))
+        with pytest.raises(ValueError, match="chromosome 'chrZ' is not in matrix store"):
+            store.write_region("chrZ", 0, 250, np.zeros((3, 4)))
+    with pytest.raises(FileNotFoundError):
+        MatrixStore(tmp_path / "missing.h5")
+
+
+def test_merge_parts_equals_one_store(tmp_path):
+    regions = map_regions(MAP_SIZES, 100, 50, 200)
+    parts = [write_part(tmp_path / f"p{i}.npz", tuple(r), region_scores(tuple(r)), ROWS, ["score"], MAP_SIZES,
+                        100, 50) for i, r in enumerate(regions.itertuples(index=False))]
+    assert read_part(parts[0])["region"] == ("chrA", 0, 250)
+    merged = merge_parts(parts[::-1], tmp_path / "merged.h5")
+    full = write_map(tmp_path / "full.h5", regions)
+    with MatrixStore(full) as a, MatrixStore(merged) as b:
+        for chrom in MAP_SIZES:
+            np.testing.assert_array_equal(a.read(chrom)[0], b.read(chrom)[0])
+    odd = write_part(tmp_path / "odd.npz", ("chrA", 0, 250), region_scores(("chrA", 0, 250)), ROWS, ["score"],
+                     MAP_SIZES, 100, 25)
+    with pytest.raises(ValueError, match="odd.npz differs from .* in stride"):
+        merge_parts([parts[0], odd], tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists() and not list(tmp_path.glob("*.tmp"))

@@ -1,7 +1,8 @@
-"""The `seq2epi` command: run | compare | list."""
+"""The `seq2epi` command: run | compare | list | predict-region | merge-regions."""
 
 import argparse
 import sys
+from pathlib import Path
 
 from seq2epi import experiments
 
@@ -36,6 +37,47 @@ def _list(args) -> None:
     print((experiments.write_index(root / "executed")).read_text())
 
 
+def _names(text: str | None) -> list[str] | None:
+    """Comma-separated names, or a file with one name per line."""
+    if text is None:
+        return None
+    if Path(text).is_file():
+        return [line.strip() for line in Path(text).read_text().splitlines() if line.strip()]
+    return [name for name in text.split(",") if name]
+
+
+def _predict_region(args) -> None:
+    # imported here so that `seq2epi run | compare | list` start without torch
+    from seq2epi.intervals import parse_region
+    from seq2epi.sequence import Genome
+    from seq2epi.tracks import write_part
+    from seq2epi.train import load_checkpoint
+    from seq2epi.variants import region_scores
+
+    if Path(args.out).suffix != ".npz":
+        raise ValueError(f"--out {args.out} must be an .npz file (one region part).")
+    model, _ = load_checkpoint(args.checkpoint, args.device)
+    n_targets = model.config.n_targets
+    marks = _names(args.marks) or (["score"] if n_targets == 1 else [f"target{i}" for i in range(n_targets)])
+    if len(marks) != n_targets:
+        raise ValueError(f"--marks names {len(marks)} mark(s), but checkpoint {args.checkpoint} predicts "
+                         f"{n_targets} target(s).")
+    alias = dict(pair.split("=", 1) for pair in _names(args.chrom_alias) or [])
+    genome = Genome(args.fasta)
+    region = parse_region(args.region)
+    scores, rows, stats = region_scores(model, genome, region, args.window, args.stride, args.vcf,
+                                        _names(args.samples), args.batch_size, args.device, args.rc_average,
+                                        het=args.het, missing=args.missing, chrom_alias=alias)
+    write_part(args.out, region, scores, rows, marks, genome.chrom_sizes, args.window, args.stride)
+    print(f"{args.region}: {stats['distinct']} distinct of {stats['total']} windows predicted -> {args.out}")
+
+
+def _merge_regions(args) -> None:
+    from seq2epi.tracks import merge_parts
+
+    print(f"matrix: {merge_parts(args.parts, args.out)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seq2epi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +99,29 @@ def main(argv: list[str] | None = None) -> int:
 
     listing = sub.add_parser("list", help="list experiments and records")
     listing.set_defaults(func=_list)
+
+    region = sub.add_parser("predict-region", help="predict the reference and every variety over one region")
+    region.add_argument("--checkpoint", required=True, help="a checkpoint saved by training (best.pt)")
+    region.add_argument("--fasta", required=True, help="the reference genome")
+    region.add_argument("--vcf", help="multi-sample VCF of the varieties (none: the reference only)")
+    region.add_argument("--samples", help="comma-separated, or a file with one per line (default: all)")
+    region.add_argument("--region", required=True, help="chrom:start-end, 0-based half-open")
+    region.add_argument("--window", type=int, required=True, help="model window in bp")
+    region.add_argument("--stride", type=int, required=True, help="bp between windows (the bin width)")
+    region.add_argument("--batch-size", type=int, default=256)
+    region.add_argument("--device", default="cpu")
+    region.add_argument("--rc-average", action="store_true", help="average with the reverse complement")
+    region.add_argument("--het", default="ref", choices=["ref", "alt", "n"], help="heterozygous calls")
+    region.add_argument("--missing", default="ref", choices=["ref", "n"], help="missing calls")
+    region.add_argument("--chrom-alias", help="VCF=FASTA chromosome names, e.g. 1=chr01,2=chr02")
+    region.add_argument("--marks", help="comma-separated names of the model's targets (default: score)")
+    region.add_argument("--out", required=True, help="the region part (.npz)")
+    region.set_defaults(func=_predict_region)
+
+    merge = sub.add_parser("merge-regions", help="merge region parts into one variety × bin HDF5 matrix")
+    merge.add_argument("parts", nargs="+", help="region parts (.npz) from predict-region")
+    merge.add_argument("--out", required=True, help="the matrix store (.h5)")
+    merge.set_defaults(func=_merge_regions)
 
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,11 @@
-"""Genome tracks (chrom, start, end, score) as bedGraph and bigWig."""
+"""Genome tracks (chrom, start, end, score) as bedGraph and bigWig; variety × bin matrices in HDF5."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pyBigWig
@@ -94,3 +95,213 @@ def read_bigwig(path: str | os.PathLike, chrom: str, start: int, end: int) -> np
         return np.asarray(bw.values(chrom, start, end, numpy=True), dtype=np.float32)
     finally:
         bw.close()
+
+
+# ---- variety × bin matrices ----
+
+def _n_windows(size: int, window: int, stride: int) -> int:
+    return max(0, (size - window) // stride + 1)
+
+
+def map_regions(chrom_sizes: dict[str, int], window: int, stride: int, size: int) -> pd.DataFrame:
+    """Regions chrom,start,end holding the windows that start in consecutive `size` bp blocks.
+
+    The genome-wide tiling (window starts at multiples of stride) is split without gap or overlap of windows,
+    so regions can be predicted apart and merged into one matrix.
+    """
+    if window < 1 or stride < 1 or size < stride:
+        raise ValueError(f"need window >= 1 and 1 <= stride <= size, got window={window}, stride={stride}, "
+                         f"size={size}.")
+    per = size // stride
+    rows = []
+    for chrom, length in chrom_sizes.items():
+        n = _n_windows(int(length), window, stride)
+        rows += [(chrom, j * stride, (min(j + per, n) - 1) * stride + window) for j in range(0, n, per)]
+    return pd.DataFrame(rows, columns=["chrom", "start", "end"]).astype({"start": np.int64, "end": np.int64})
+
+
+def _strings(values) -> np.ndarray:
+    return np.array([str(v).encode() for v in values], dtype=h5py.string_dtype())
+
+
+class MatrixStore:
+    """Variety × bin score matrices in HDF5, one per mark and chromosome, written region by region.
+
+    Column j of a chromosome is the window starting at j * stride, drawn on the stride-wide bin centred on it
+    (as in predict_genome). Layout: attrs window, stride; datasets samples, marks, chroms, chrom_sizes, done;
+    scores/<mark>/<chrom> float32 [n_samples, n_windows], chunked (64 samples x 4096 bins), NaN until written.
+    A region's done flag is written only after its scores are flushed, so a killed run resumes where it
+    stopped (`create(..., resume=True)`) and ends with the same matrix.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "r"):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"matrix store {self.path} does not exist.")
+        self._file = h5py.File(self.path, mode)
+        f = self._file
+        self.samples: list[str] = list(f["samples"].asstr()[:])
+        self.marks: list[str] = list(f["marks"].asstr()[:])
+        self.chrom_sizes: dict[str, int] = dict(zip(f["chroms"].asstr()[:], f["chrom_sizes"][:].tolist(),
+                                                    strict=True))
+        self.window, self.stride = int(f.attrs["window"]), int(f.attrs["stride"])
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, samples: list[str], chrom_sizes: dict[str, int], window: int,
+               stride: int, marks: list[str] = ("score",), resume: bool = False) -> MatrixStore:
+        """A new store (written atomically); with resume=True the existing one when its layout matches."""
+        path = Path(path)
+        if resume and path.exists():
+            store = cls(path, "r+")
+            same = (store.samples, store.marks, store.chrom_sizes, store.window, store.stride) == (
+                list(samples), list(marks), dict(chrom_sizes), window, stride)
+            if not same:
+                store.close()
+                raise ValueError(f"matrix store {path} holds other samples, marks, chromosomes, window or "
+                                 f"stride; remove it or write elsewhere.")
+            return store
+        tmp = _tmp(path)
+        with h5py.File(tmp, "w") as f:
+            f.attrs["window"], f.attrs["stride"] = window, stride
+            f["samples"], f["marks"], f["chroms"] = _strings(samples), _strings(marks), _strings(chrom_sizes)
+            f["chrom_sizes"] = np.array(list(chrom_sizes.values()), np.int64)
+            f.create_dataset("done", (0,), h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
+            for mark in marks:
+                for chrom, size in chrom_sizes.items():
+                    n = _n_windows(int(size), window, stride)
+                    f.create_dataset(f"scores/{mark}/{chrom}", (len(samples), n), np.float32,
+                                     chunks=(min(len(samples), 64), min(max(n, 1), 4096)) if n else None,
+                                     fillvalue=np.nan)
+        os.replace(tmp, path)
+        return cls(path, "r+")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> MatrixStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def done(self, chrom: str, start: int, end: int) -> bool:
+        """Whether region chrom:start-end has been written completely."""
+        return f"{chrom}:{start}-{end}" in set(self._file["done"].asstr()[:])
+
+    def _size(self, chrom: str) -> int:
+        if chrom not in self.chrom_sizes:
+            raise ValueError(f"chromosome {chrom!r} is not in matrix store {self.path} "
+                             f"({list(self.chrom_sizes)}).")
+        return self.chrom_sizes[chrom]
+
+    def _columns(self, chrom: str, start: int, end: int) -> tuple[int, int]:
+        """First column and number of windows of a region (windows starting at start, fitting before end)."""
+        size = self._size(chrom)
+        if start % self.stride or start < 0:
+            raise ValueError(f"region {chrom}:{start}-{end} does not start on a window of matrix store "
+                             f"{self.path} (a multiple of its stride {self.stride}).")
+        return start // self.stride, _n_windows(min(end, size) - start, self.window, self.stride)
+
+    def write_region(self, chrom: str, start: int, end: int, scores: np.ndarray) -> None:
+        """Write scores [n_samples, n_windows] (or [..., n_marks]) of a region, then mark it done."""
+        first, n = self._columns(chrom, start, end)
+        scores = np.asarray(scores, np.float32)
+        scores = scores[..., None] if scores.ndim == 2 else scores
+        if scores.shape != (len(self.samples), n, len(self.marks)):
+            expected = (len(self.samples), n, len(self.marks))
+            raise ValueError(f"scores of region {chrom}:{start}-{end} have shape {scores.shape}; matrix "
+                             f"store {self.path} expects {expected} (samples, windows, marks).")
+        for k, mark in enumerate(self.marks):
+            self._file[f"scores/{mark}/{chrom}"][:, first : first + n] = scores[..., k]
+        self._file.flush()
+        done = self._file["done"]
+        done.resize((len(done) + 1,))
+        done[-1] = f"{chrom}:{start}-{end}"
+        self._file.flush()
+
+    def bins(self, chrom: str) -> pd.DataFrame:
+        """The bins chrom,start,end of a chromosome's columns."""
+        size = self._size(chrom)
+        low = np.arange(_n_windows(size, self.window, self.stride), dtype=np.int64) * self.stride
+        low += self.window // 2 - self.stride // 2
+        return pd.DataFrame({"chrom": chrom, "start": np.clip(low, 0, size),
+                             "end": np.clip(low + self.stride, 0, size)})
+
+    def read(self, chrom: str, start: int = 0, end: int | None = None,
+             mark: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """Scores [n_samples, n_bins] and bins chrom,start,end of the bins overlapping chrom:[start, end)."""
+        bins = self.bins(chrom)
+        end = self.chrom_sizes[chrom] if end is None else end
+        cols = np.flatnonzero((bins["start"].to_numpy() < end) & (bins["end"].to_numpy() > start))
+        first, last = (cols[0], cols[-1] + 1) if cols.size else (0, 0)
+        scores = self._file[f"scores/{mark or self.marks[0]}/{chrom}"][:, first:last]
+        return scores, bins.iloc[cols].reset_index(drop=True)
+
+    def track(self, sample: str, mark: str | None = None) -> pd.DataFrame:
+        """One sample's track chrom,start,end,score over every chromosome (bins not yet written: NaN)."""
+        if sample not in self.samples:
+            raise ValueError(f"sample {sample!r} is not in matrix store {self.path} ({self.samples[:20]}).")
+        row = self.samples.index(sample)
+        parts = [self.bins(c).assign(score=self._file[f"scores/{mark or self.marks[0]}/{c}"][row])
+                 for c in self.chrom_sizes]
+        return pd.concat(parts, ignore_index=True)
+
+    def export_bigwig(self, sample: str, path: str | os.PathLike, mark: str | None = None) -> Path:
+        """A sample's track as bigWig (NaN bins left out)."""
+        return write_bigwig(self.track(sample, mark), self.chrom_sizes, path)
+
+    def export_bedgraph(self, sample: str, path: str | os.PathLike, mark: str | None = None) -> Path:
+        """A sample's track as bedGraph, for small cases (NaN bins left out)."""
+        return write_bedgraph(self.track(sample, mark), path)
+
+
+# ---- region parts (one job's output) and their merge ----
+
+def write_part(path: str | os.PathLike, region: tuple[str, int, int], scores: np.ndarray, samples: list[str],
+               marks: list[str], chrom_sizes: dict[str, int], window: int, stride: int) -> Path:
+    """Save one region's scores [n_samples, n_windows(, n_marks)] and the store layout as an atomic .npz."""
+    path = Path(path)
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        np.savez(f, scores=np.asarray(scores, np.float32), region=np.array([str(v) for v in region]),
+                 samples=np.array(samples), marks=np.array(marks), chroms=np.array(list(chrom_sizes)),
+                 chrom_sizes=np.array(list(chrom_sizes.values()), np.int64), window=window, stride=stride)
+    os.replace(tmp, path)
+    return path
+
+
+def read_part(path: str | os.PathLike) -> dict:
+    """A part from write_part: scores, region, samples, marks, chrom_sizes, window, stride."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"region part {path} does not exist.")
+    with np.load(path) as z:
+        chrom, start, end = z["region"].tolist()
+        sizes = dict(zip(z["chroms"].tolist(), z["chrom_sizes"].tolist(), strict=True))
+        return {"scores": z["scores"], "region": (chrom, int(start), int(end)),
+                "samples": z["samples"].tolist(), "marks": z["marks"].tolist(), "chrom_sizes": sizes,
+                "window": int(z["window"]), "stride": int(z["stride"])}
+
+
+def merge_parts(parts: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Build one MatrixStore from region parts that share samples, marks, chromosomes, window and stride."""
+    out = Path(out)
+    if not parts:
+        raise ValueError(f"no region parts given to merge into {out}.")
+    tmp = _tmp(out)
+    layout = ("samples", "marks", "chrom_sizes", "window", "stride")
+    first = read_part(parts[0])
+    try:
+        with MatrixStore.create(tmp, **{k: first[k] for k in layout}) as store:
+            for path in parts:
+                part = read_part(path)
+                differs = [k for k in layout if part[k] != first[k]]
+                if differs:
+                    raise ValueError(f"region part {path} differs from {parts[0]} in {', '.join(differs)}; "
+                                     f"expected parts of one map run.")
+                store.write_region(*part["region"], part["scores"])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,283 @@
+import ctypes
+import os
+from pathlib import Path
+
+import cyvcf2
+import numpy as np
+import pytest
+import torch
+from Bio import bgzf
+
+from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.predict import predict
+from seq2epi.sequence import PAD, Genome, decode, encode
+from seq2epi.tracks import MatrixStore, map_regions
+from seq2epi.variants import (
+    REFERENCE,
+    Variants,
+    map_varieties,
+    predict_varieties,
+    read_samples,
+    region_scores,
+    unique_windows,
+    variety_sequence,
+    variety_windows,
+)
+
+DATA = Path(__file__).parent / "data"
+REAL = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
+REF = "ACGTACGTNNACGTRYACGTACGTTTGGCCAAGGTTCCAAGGCCNNACGT"  # tests/data/tiny.fa chr1, upper-cased
+# tests/data/tiny.vcf applied by hand (default policy: het and missing keep the reference)
+VARIETIES = {
+    "s1": "ATGT" "AGG" "CGTNNACGTRYACGT" "G" "CGTT" "T" "CCAAGGTTCCAAGGCCNNACGT",
+    "s2": "ACGTACGTNN" "A" "TRYACGT" "C" "CGTTT" "A" "GCCAAGGTTCCAAGGCCNN" "A" "T",
+    "s3": "ACGT" "AGG" "CGTNNACGTRYACGTACGTTTGGCCAAGGTTCCAAGGCCNNACGT",
+    "s4": "ACGTACGTNN" "A" "TRYACGTACGTTTGGCCAAGGTTCCAAGGCCNNACGT",
+}
+VCF_HEADER = ["##fileformat=VCFv4.2", '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">']
+
+
+def toy_model():
+    torch.manual_seed(0)
+    return NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,)))
+
+
+def tokens_of(seq: str) -> str:
+    """What a sequence reads as after encoding (IUPAC codes become N)."""
+    return decode(encode(seq))
+
+
+def write_vcf(path, records, samples=("a",), contigs=("chr1",)):
+    lines = VCF_HEADER + [f"##contig=<ID={c}>" for c in contigs]
+    lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
+                           + list(samples)))
+    lines += ["\t".join(r.split()) for r in records]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bgzip_and_index(src: Path, dst: Path) -> Path:
+    """bgzip + tabix with the htslib inside cyvcf2 (no command-line tools needed)."""
+    lib = ctypes.CDLL(cyvcf2.cyvcf2.__file__)
+    with bgzf.BgzfWriter(str(dst), "wb") as out:
+        out.write(src.read_bytes())
+    if lib.tbx_index_build(str(dst).encode(), 0, ctypes.byref(ctypes.c_int.in_dll(lib, "tbx_conf_vcf"))):
+        pytest.skip("htslib could not index the VCF")
+    return dst
+
+
+@pytest.fixture
+def genome():
+    return Genome(DATA / "tiny.fa")
+
+
+@pytest.fixture
+def variants(genome):
+    with pytest.warns(UserWarning, match="skipped 1 variant call"):
+        return Variants.load(DATA / "tiny.vcf", genome)
+
+
+def test_load_reads_samples_table_and_counts(variants):
+    assert read_samples(DATA / "tiny.vcf") == variants.samples == ["s1", "s2", "s3", "s4"]
+    assert variants.counts == dict(records=8, het=2, missing=2, multiallelic=1, symbolic=0, skipped=1)
+    assert variants.table[["chrom", "start", "end", "ref"]].values.tolist()[:3] == [
+        ["chr1", 1, 2, "C"], ["chr1", 4, 5, "A"], ["chr1", 10, 13, "ACG"]]
+    assert variants.table["alts"][3] == ["C", "G"]
+    # multi-allelic: each sample its own allele; s1's SNP inside its own deletion is skipped (0)
+    np.testing.assert_array_equal(variants.genotypes[3], [2, 1, 0, 0])
+    np.testing.assert_array_equal(variants.genotypes[5], [0, 1, 0, 0])
+
+
+def test_variety_sequences_apply_snps_and_indels(genome, variants):
+    for sample, expected in VARIETIES.items():
+        tokens, index = variety_sequence(genome, variants, sample, "chr1", 0, 50)
+        assert decode(tokens) == tokens_of(expected), sample
+        assert index.shape == (50,) and index[0] == 0
+    tokens, index = variety_sequence(genome, None, None, "chr1", 0, 50)
+    assert decode(tokens) == tokens_of(REF)
+    np.testing.assert_array_equal(index, np.arange(50))
+
+
+def test_index_maps_reference_positions_into_the_variety(genome, variants):
+    tokens, index = variety_sequence(genome, variants, "s1", "chr1", 0, 50)
+    assert index[4] == 4 and index[5] == 7  # AGG inserted after reference base 4
+    assert index[25] == 27 and index[26] == index[27] == index[28] == 28  # TGG>T: deleted bases map after it
+    assert decode(tokens[index[28] : index[28] + 2]) == "CC"
+    # an interval starting inside s2's deletion (ACG>A at 10) starts at the base after it
+    tokens, index = variety_sequence(genome, variants, "s2", "chr1", 11, 20)
+    assert decode(tokens) == tokens_of("TRYACGT")
+    np.testing.assert_array_equal(index, [0, 0, 0, 1, 2, 3, 4, 5, 6])
+
+
+def test_het_and_missing_policies(genome):
+    kw = dict(het="n", missing="n")
+    with pytest.warns(UserWarning):
+        masked = Variants.load(DATA / "tiny.vcf", genome, **kw)
+        alt = Variants.load(DATA / "tiny.vcf", genome, het="alt")
+    s3 = decode(variety_sequence(genome, masked, "s3", "chr1", 0, 50)[0])
+    assert s3[1] == "N" and s3[22] == "N"  # het SNP at 1 and het 1/2 at 20 (after the 2 bp insertion)
+    assert decode(variety_sequence(genome, masked, "s4", "chr1", 0, 4)[0]) == "ANGT"  # missing
+    assert decode(variety_sequence(genome, masked, "s3", "chr2", 0, 3)[0]) == "NTT"  # missing haploid call
+    s3 = decode(variety_sequence(genome, alt, "s3", "chr1", 0, 50)[0])
+    assert s3[1] == "T" and s3[22] == "C"  # 1/2 takes its first alternative allele
+    with pytest.raises(ValueError, match="het policy"):
+        Variants.load(DATA / "tiny.vcf", genome, het="maybe")
+
+
+def test_windows_keep_reference_coordinates(genome, variants):
+    tokens, windows = variety_windows(genome, variants, "chr1", 0, 50, window=10, stride=10)
+    assert tokens.shape == (5, 5, 10) and tokens.dtype == np.uint8
+    assert windows.values.tolist() == [["chr1", s, s + 10] for s in range(0, 50, 10)]
+    assert decode(tokens[0, 2]) == tokens_of(REF[20:30])
+    s1 = VARIETIES["s1"]
+    assert [decode(w) for w in tokens[1]] == [tokens_of(s1[i : i + 10]) for i in (0, 12, 22, 30, 40)]
+    # s2 lost 4 bp: its last window runs out of chromosome and is padded
+    np.testing.assert_array_equal(tokens[2, 4, 8:], [PAD, PAD])
+    # deletions pull bases in from past the region's end
+    tokens, _ = variety_windows(genome, variants, "chr1", 0, 20, window=10, stride=10)
+    assert decode(tokens[2, 1]) == tokens_of("ATRYACGTCC")
+
+
+def test_region_query_matches_a_scan_and_uses_the_index(genome, tmp_path):
+    indexed = bgzip_and_index(DATA / "tiny.vcf", tmp_path / "tiny.vcf.gz")
+    assert (tmp_path / "tiny.vcf.gz.tbi").exists()
+    region = ("chr1", 11, 30)  # starts inside the ACG>A deletion at 10
+    with pytest.warns(UserWarning, match="skipped"):
+        plain = Variants.load(DATA / "tiny.vcf", genome, region)
+    with pytest.warns(UserWarning, match="skipped"):
+        fast = Variants.load(indexed, genome, region)
+    assert plain.table.equals(fast.table) and plain.counts == fast.counts
+    assert plain.table["start"].tolist() == [10, 20, 25, 26]
+    for sample in plain.samples:
+        a, b = (variety_sequence(genome, v, sample, "chr1", 11, 30)[0] for v in (plain, fast))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sample_subset_keeps_the_requested_order(genome):
+    with pytest.warns(UserWarning):
+        v = Variants.load(DATA / "tiny.vcf", genome, samples=["s3", "s1"])
+    assert v.samples == ["s3", "s1"]
+    np.testing.assert_array_equal(v.genotypes[v.table["start"] == 20][0], [0, 2])
+    assert decode(variety_sequence(genome, v, "s1", "chr1", 0, 50)[0]) == tokens_of(VARIETIES["s1"])
+
+
+def test_chromosome_alias(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "a.vcf", ["1 2 . C T . PASS . GT 1/1"], contigs=("1",))
+    with pytest.raises(ValueError, match=r"contigs \(1\) do not match .* chromosomes \(chr1, chr2, chr3\)"):
+        Variants.load(vcf, genome)
+    v = Variants.load(vcf, genome, region=("chr1", 0, 10), chrom_alias={"1": "chr1"})
+    assert decode(variety_sequence(genome, v, "a", "chr1", 0, 4)[0]) == "ATGT"
+
+
+def test_unique_windows_round_trip():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 2, (3, 7, 4)).astype(np.uint8)
+    uniq, inverse = unique_windows(tokens)
+    assert inverse.shape == (3, 7) and len(uniq) == len({t.tobytes() for t in tokens.reshape(-1, 4)})
+    np.testing.assert_array_equal(uniq[inverse], tokens)
+
+
+def test_predict_varieties_equals_predicting_each_variety(genome, variants):
+    model = toy_model()
+    # batch_size=1 on both sides: a batch's composition moves float32 results by an ulp, nothing else does
+    scores, bins, stats = predict_varieties(model, genome, variants, ("chr1", 0, 50), 10, 5, batch_size=1)
+    tokens, windows = variety_windows(genome, variants, "chr1", 0, 50, 10, 5)
+    assert scores.shape == (5, 9) and stats["total"] == 45 and stats["distinct"] < 45
+    for row, seqs in zip(scores, tokens, strict=True):
+        np.testing.assert_array_equal(row, predict(model, seqs, (seqs != PAD).sum(1), batch_size=1))
+    assert bins.values.tolist()[0] == ["chr1", 3, 8] and len(bins) == len(windows)
+
+
+def test_predict_varieties_leaves_mostly_n_windows_out(genome, variants):
+    model = toy_model()
+    scores, _, _ = predict_varieties(model, genome, variants, ("chr1", 0, 50), 4, 2, max_n_fraction=0.25)
+    assert np.isnan(scores[0, 4])  # reference window 8-12 is NNAC
+    assert not np.isnan(scores[0, 0])
+
+
+def test_map_run_resumes_without_losing_regions(genome, tmp_path):
+    model = toy_model()
+    regions = map_regions(genome.chrom_sizes, 10, 5, 20)
+    rows = [REFERENCE, "s1", "s2", "s3", "s4"]
+    kw = dict(vcf_path=DATA / "tiny.vcf", progress=False)
+    with pytest.warns(UserWarning):
+        with MatrixStore.create(tmp_path / "full.h5", rows, genome.chrom_sizes, 10, 5) as store:
+            map_varieties(model, genome, store, regions, **kw)
+            full = {c: store.read(c)[0] for c in genome.chrom_sizes}
+        with MatrixStore.create(tmp_path / "part.h5", rows, genome.chrom_sizes, 10, 5) as store:
+            map_varieties(model, genome, store, regions.iloc[:2], **kw)  # then killed
+        with MatrixStore.create(tmp_path / "part.h5", rows, genome.chrom_sizes, 10, 5, resume=True) as store:
+            stats = map_varieties(model, genome, store, regions, **kw)
+            assert stats["skipped_done"] == 2 and stats["regions"] == len(regions) - 2
+            for chrom, expected in full.items():
+                np.testing.assert_array_equal(store.read(chrom)[0], expected)
+        scores, names, _ = region_scores(model, genome, ("chr1", 0, 20), 10, 5, DATA / "tiny.vcf")
+    assert names == rows and scores.shape == (5, 3)
+
+
+# ---- bad input ----
+
+def test_unknown_sample_lists_the_samples(genome):
+    with pytest.raises(ValueError, match=r"tiny.vcf has no sample\(s\) \['s9'\]; it has s1, s2, s3, s4"):
+        Variants.load(DATA / "tiny.vcf", genome, samples=["s1", "s9"])
+
+
+def test_record_on_a_chromosome_missing_from_the_fasta(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "a.vcf", ["chr1 2 . C T . PASS . GT 1/1", "chrX 1 . A T . PASS . GT 1/1"],
+                    contigs=("chr1", "chrX"))
+    with pytest.raises(ValueError, match=r"record chrX:1: .* VCF has chr1, chrX, the FASTA has chr1, chr2"):
+        Variants.load(vcf, genome)
+
+
+def test_ref_that_disagrees_with_the_reference(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "bad.vcf", ["chr1 3 . A T . PASS . GT 1/1"])
+    with pytest.raises(ValueError, match=r"bad.vcf record chr1:3: REF 'A' does not match .*tiny.fa.*'G'"):
+        Variants.load(vcf, genome)
+
+
+def test_unsorted_records(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "u.vcf", ["chr1 5 . A T . PASS . GT 1/1", "chr1 2 . C T . PASS . GT 1/1"])
+    with pytest.raises(ValueError, match=r"u.vcf record chr1:2 comes after chr1:5; expected records sorted"):
+        Variants.load(vcf, genome)
+    vcf = write_vcf(tmp_path / "c.vcf", ["chr1 2 . C T . PASS . GT 1/1", "chr2 1 . T A . PASS . GT 1/1",
+                                        "chr1 5 . A T . PASS . GT 1/1"], contigs=("chr1", "chr2"))
+    with pytest.raises(ValueError, match="record chr1:5 comes after chr2:1"):
+        Variants.load(vcf, genome)
+
+
+def test_interval_past_the_chromosome_end(genome, variants):
+    with pytest.raises(ValueError, match=r"chr1:40-60 is not inside chr1 \(0-50\) of the FASTA .*tiny.fa"):
+        Variants.load(DATA / "tiny.vcf", genome, region=("chr1", 40, 60))
+    with pytest.raises(ValueError, match="chr2:0-26 is not inside chr2"):
+        variety_sequence(genome, variants, "s1", "chr2", 0, 26)
+    with pytest.raises(ValueError, match="chr1:45-55 is not inside"):
+        predict_varieties(toy_model(), genome, variants, ("chr1", 45, 55), 10, 5)
+
+
+def test_empty_vcf_gives_the_reference(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "empty.vcf", [], samples=("a", "b"))
+    with pytest.warns(UserWarning, match="empty.vcf has no records: every variety equals the reference"):
+        v = Variants.load(vcf, genome)
+    assert v.samples == ["a", "b"] and v.table.empty and v.genotypes.shape == (0, 2)
+    tokens, _ = variety_windows(genome, v, "chr1", 0, 50, 10, 10)
+    assert (tokens == tokens[0]).all()
+
+
+def test_missing_vcf(genome, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.vcf"):
+        Variants.load(tmp_path / "nope.vcf", genome)
+
+
+# ---- real data: four 3K-RG cultivars over IRGSP-1.0 ----
+
+@pytest.mark.skipif(not (REAL / "rice_3k_cultivars").is_dir(), reason="shared real data not present")
+def test_real_3k_cultivars_match_irgsp1():
+    genome = Genome(REAL / "rice_irgsp1_subset" / "genome.fa")
+    vcf = REAL / "rice_3k_cultivars" / "chr01_1000-50000.vcf"
+    v = Variants.load(vcf, genome)  # raises on any REF that disagrees with the FASTA
+    assert v.samples == ["IRIS_313-10603", "IRIS_313-11737", "IRIS_313-8326", "CX357"]
+    assert v.counts["records"] == 444 and set(v.table["chrom"]) == {"chr01"}
+    n_alt = (v.genotypes > 0).sum(0)
+    tokens, _ = variety_windows(genome, v, "chr01", 1000, 50000, 1000, 1000)
+    differs = (tokens[1:] != tokens[0]).sum((1, 2))
+    np.testing.assert_array_equal(differs, n_alt)  # SNVs only: one changed base per homozygous call

@@ -1,0 +1,51 @@
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.sequence import Genome
+from seq2epi.simulate import simulate_demo
+from seq2epi.tracks import MatrixStore, map_regions
+from seq2epi.train import load_checkpoint
+from seq2epi.variants import REFERENCE, map_varieties, read_samples
+
+ROOT = Path(__file__).parents[1]
+pytest.importorskip("snakemake")
+
+
+def test_snakefile_merges_the_single_process_matrix(tmp_path):
+    simulate_demo(tmp_path / "demo", n_chroms=2, chrom_len=20000, n_varieties=3)
+    fasta, vcf = tmp_path / "demo" / "genome.fa", tmp_path / "demo" / "variants.vcf"
+    cfg = ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,))
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": NucleicTransformer(cfg).state_dict(), "model_config": asdict(cfg)}, checkpoint)
+    config = dict(checkpoint=str(checkpoint), fasta=str(fasta), vcf=str(vcf), window=200, stride=100,
+                  region_size=10000, batch_size=64, device="cpu", out_dir=str(tmp_path / "map"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
+                          "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path),
+                          "--cores", "2", "--quiet"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    genome = Genome(fasta)
+    regions = map_regions(genome.chrom_sizes, 200, 100, 10000)
+    assert len(list((tmp_path / "map" / "parts").rglob("*.npz"))) == len(regions) == 4
+    model, _ = load_checkpoint(tmp_path / "best.pt")
+    rows = [REFERENCE, *read_samples(vcf)]
+    with MatrixStore.create(tmp_path / "single.h5", rows, genome.chrom_sizes, 200, 100) as single:
+        map_varieties(model, genome, single, regions, vcf, batch_size=64, progress=False)
+        with MatrixStore(tmp_path / "map" / "matrix.h5") as merged:
+            assert merged.samples == rows == [REFERENCE, "V1", "V2", "V3"]
+            for chrom in genome.chrom_sizes:
+                expected = single.read(chrom)[0]
+                assert not np.isnan(expected).all()
+                np.testing.assert_array_equal(merged.read(chrom)[0], expected)
