@@ -47,9 +47,12 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
     assert len(history) == 2
     metrics = json.loads((smoke_record / "metrics.json").read_text())
     assert {"transformer", "gc_content", "kmer_logistic"} <= set(metrics)
-    for figure in ("val_auc", "loss", "val_acc", "roc_pr", "confusion", "attention", "track"):
+    for figure in ("val_auc", "loss", "val_acc", "roc_pr", "confusion", "attention", "attribution_logos",
+                   "track", "variety_map", "genome_overview"):
         assert (smoke_record / "figures" / f"{figure}.png").exists(), figure
-    assert (smoke_record / "artifacts" / "track.bw").exists()
+    assert "ci95" in metrics["transformer"] and (smoke_record / "top_kmers.tsv").exists()
+    assert (smoke_record / "artifacts" / "track.bw").exists() and (smoke_record / "artifacts" / "map.h5").exists()
+    assert (smoke_record / "changed_windows.tsv").exists() and (smoke_record / "variable_regions.tsv").exists()
     index = (workbook / "executed" / "INDEX.md").read_text()
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
 

@@ -281,3 +281,13 @@ def test_real_3k_cultivars_match_irgsp1():
     tokens, _ = variety_windows(genome, v, "chr01", 1000, 50000, 1000, 1000)
     differs = (tokens[1:] != tokens[0]).sum((1, 2))
     np.testing.assert_array_equal(differs, n_alt)  # SNVs only: one changed base per homozygous call
+
+
+def test_carried_lists_each_sample_variant(variants):
+    carried = variants.carried()
+    assert list(carried.columns) == ["chrom", "start", "ref", "alt", "sample"]
+    assert len(carried) == int((variants.genotypes != 0).sum())
+    s1 = carried[carried["sample"] == "s1"]
+    assert s1["start"].is_monotonic_increasing and set(s1["chrom"]) == {"chr1"}
+    table = variants.table.set_index("start")
+    assert all(table.loc[r.start, "ref"] == r.ref for r in carried.itertuples())

@@ -185,6 +185,17 @@ class Variants:
         genotypes = np.array(codes, np.int16).reshape(len(codes), len(samples))
         return cls(path, samples, table, genotypes, counts, region)
 
+    def carried(self) -> pd.DataFrame:
+        """One row per variant a sample carries: chrom, start, ref, alt ('N' when masked), sample."""
+        record, column = np.nonzero(self.genotypes)
+        codes = self.genotypes[record, column]
+        alts = [self.table["alts"].iat[r][c - 1] if c != MASK else "N"
+                for r, c in zip(record, codes, strict=True)]
+        return pd.DataFrame({"chrom": self.table["chrom"].to_numpy()[record],
+                             "start": self.table["start"].to_numpy()[record],
+                             "ref": self.table["ref"].to_numpy()[record], "alt": alts,
+                             "sample": np.asarray(self.samples, dtype=object)[column]})
+
     def alleles(self, sample: str, chrom: str, start: int, end: int) -> list[tuple[int, int, np.ndarray]]:
         """(start, end, variety tokens) of the variants `sample` carries that overlap chrom:[start, end)."""
         if sample not in self.samples:
