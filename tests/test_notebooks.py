@@ -51,8 +51,8 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
                    "track", "variety_map", "genome_overview"):
         assert (smoke_record / "figures" / f"{figure}.png").exists(), figure
     assert "ci95" in metrics["transformer"] and (smoke_record / "top_kmers.tsv").exists()
-    assert (smoke_record / "artifacts" / "track.bw").exists() and (smoke_record / "artifacts" / "map.h5").exists()
-    assert (smoke_record / "changed_windows.tsv").exists() and (smoke_record / "variable_regions.tsv").exists()
+    for written in ("artifacts/track.bw", "artifacts/map.h5", "changed_windows.tsv", "variable_regions.tsv"):
+        assert (smoke_record / written).exists(), written
     index = (workbook / "executed" / "INDEX.md").read_text()
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
 
