@@ -106,9 +106,11 @@ def test_find_record_takes_the_newest_record_of_an_experiment(tmp_path):
 def test_index_lists_records_with_their_metrics(tmp_path):
     record = tmp_path / "2021-05-03_train1"
     record.mkdir()
-    (record / "parameters.yaml").write_text("experiment: train1\ninput: csv\nmark: H3K4me3\nninp: 512\n")
+    (record / "parameters.yaml").write_text("experiment: train1\ninput: csv\ntrain_csv: a/train.csv\n"
+                                            "mark: H3K4me3\nninp: 512\nnote: reduced\n")
     (record / "history.tsv").write_text("epoch\tval_auc\n1\t0.9\n2\t0.93\n")
     (record / "metrics.json").write_text('{"transformer": {"auroc": 0.91, "mcc": 0.7}}')
     index = experiments.write_index(tmp_path).read_text()
-    assert "| 2021-05-03 | train1 | [2021-05-03_train1](2021-05-03_train1/) | csv | H3K4me3 | 512 |" in index
-    assert "| 0.9300 | 0.9100 | 0.7000 | complete |" in index
+    link = "[2021-05-03_train1](2021-05-03_train1/)"
+    assert f"| 2021-05-03 | train1 | {link} | a/train.csv | H3K4me3 | 512 |" in index
+    assert "| 0.9300 | 0.9100 | 0.7000 | complete | reduced |" in index

@@ -17,7 +17,7 @@ from papermill.exceptions import PapermillExecutionError
 STAGES = ("01_data_prep", "02_train", "03_evaluate", "04_predict_genome")
 COMPARE_STAGE = "05_compare"
 INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
-                 "best val AUC", "test AUROC", "test MCC", "status"]
+                 "best val AUC", "test AUROC", "test MCC", "status", "note"]
 
 
 class ExperimentError(RuntimeError):
@@ -159,7 +159,8 @@ def execute(template: Path, record: Path, parameters: dict, progress: bool = Tru
 
 def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict | None = None,
                    progress: bool = True) -> Path:
-    """Execute the experiment's notebooks into a new record and refresh executed/INDEX.md."""
+    """Execute the experiment's notebooks into a new record and refresh executed/INDEX.md; with
+    `resume: true`, continue the experiment's newest unfinished record instead."""
     params = load_parameters(experiment, root, overrides)
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -184,7 +185,7 @@ def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict |
 def _records_of(executed: Path, experiment: str) -> list[Path]:
     """The records of one experiment, oldest first (by date, then by the _2, _3 … suffix)."""
     def order(record: Path) -> tuple[str, int]:
-        suffix = record.name[len(record.name[:10]) + 1 + len(experiment):]
+        suffix = record.name[len("YYYY-MM-DD_") + len(experiment):]
         return record.name[:10], int(suffix[1:] or 1)
 
     records = (p for p in executed.glob(f"*_{experiment}*") if _experiment_of(p) == experiment)
@@ -226,8 +227,11 @@ def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progre
 def summarize_record(record: Path) -> dict:
     """One INDEX.md row from a record's parameters.yaml, history.tsv and metrics.json."""
     params = yaml.safe_load((record / "parameters.yaml").read_text()) or {}
+    data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet"),
+            "simulate": "simulated genome"}
     row = {"date": record.name[:10], "experiment": params.get("experiment", ""), "record": record.name,
-           "data": params.get("input", ""), "mark": params.get("mark", "")}
+           "data": data.get(params.get("input"), ""), "mark": params.get("mark", ""),
+           "note": params.get("note", "")}
     for key in ("ninp", "nlayers", "kmers", "epochs"):
         row[key] = params.get(key, "")
     history = record / "history.tsv"
