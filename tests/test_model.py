@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seq2epi.model import ModelConfig, NucleicTransformer
@@ -91,3 +92,56 @@ def test_lab_size_parameter_count():
     with torch.device("meta"):
         model = NucleicTransformer(ModelConfig(ninp=512, nhid=2048, nlayers=6, nhead=8, kmers=(13,)))
     assert sum(p.numel() for p in model.parameters()) == 22_327_298
+
+
+class LabModel(nn.Module):
+    """The lab notebook's model (2021), sequence-first with nn.MultiheadAttention, for fidelity checks."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.encoder = nn.Embedding(6, c.ninp)
+        self.pe = NucleicTransformer(c).pos_encoder.pe.unsqueeze(1)
+        self.convs = nn.ModuleList(nn.Conv1d(c.ninp, c.ninp, k) for k in c.kmers)
+        self.norm = nn.LayerNorm(c.ninp)
+        self.attn = nn.ModuleList(nn.MultiheadAttention(c.ninp, c.nhead) for _ in range(c.nlayers))
+        self.ffn = nn.ModuleList(
+            nn.Sequential(nn.Linear(c.ninp, c.nhid), nn.Mish(), nn.Linear(c.nhid, c.ninp))
+            for _ in range(c.nlayers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(c.ninp) for _ in range(2 * c.nlayers))
+        self.p = nn.Parameter(torch.ones(1))
+        self.classifier = nn.Linear(c.ninp, c.n_targets)
+
+    def load_from(self, ours: NucleicTransformer) -> "LabModel":
+        s = ours.state_dict()
+        self.encoder.weight.data, self.p.data = s["encoder.weight"], s["pool.p"]
+        self.classifier.load_state_dict(ours.classifier.state_dict())
+        self.norm.load_state_dict(ours.k_mer_aggregate.norm.state_dict())
+        for conv, theirs in zip(self.convs, ours.k_mer_aggregate.convs, strict=True):
+            conv.load_state_dict(theirs.state_dict())
+        for i, layer in enumerate(ours.layers):
+            self.attn[i].load_state_dict(layer.self_attn.state_dict())
+            self.ffn[i][0].load_state_dict(layer.linear1.state_dict())
+            self.ffn[i][2].load_state_dict(layer.linear2.state_dict())
+            self.norms[2 * i].load_state_dict(layer.norm1.state_dict())
+            self.norms[2 * i + 1].load_state_dict(layer.norm2.state_dict())
+        return self.eval()
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        src = self.encoder(src.permute(1, 0))
+        src = src + self.pe[: src.size(0)]  # [L, B, E]
+        kmers = torch.cat([conv(src.permute(1, 2, 0)) for conv in self.convs], dim=2)
+        src = self.norm(kmers.permute(2, 0, 1))
+        for i, (attn, ffn) in enumerate(zip(self.attn, self.ffn, strict=True)):
+            src = self.norms[2 * i](src + attn(src, src, src)[0])
+            src = self.norms[2 * i + 1](src + ffn(src))
+        x = src.permute(1, 2, 0).clamp(min=1e-6).pow(self.p)
+        return self.classifier(F.avg_pool1d(x, x.size(-1)).pow(1.0 / self.p).squeeze(-1))
+
+
+@pytest.mark.parametrize("attention", ["fast", "reference"])
+def test_matches_the_lab_model(attention):
+    model = toy_model(attention=attention)
+    lab = LabModel(model.config).load_from(model)
+    x = tokens()
+    torch.testing.assert_close(model(x), lab(x), atol=1e-5, rtol=1e-5)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict, predict_genome, tile
+from seq2epi.predict import auto_batch_size, predict, predict_genome, tile
 from seq2epi.sequence import Genome, N, pad_batch, reverse_complement
 
 
@@ -61,6 +61,27 @@ def test_predict_several_targets(batch):
     tokens, lengths = batch
     probs = predict(toy_model(n_targets=3), tokens, lengths, batch_size=5)
     assert probs.shape == (11, 3) and ((probs > 0) & (probs < 1)).all()
+
+
+def test_auto_batch_size_is_the_default_off_cuda(batch):
+    tokens, lengths = batch
+    model = toy_model()
+    assert auto_batch_size(model, 200, "cpu", default=48) == 48
+    expected = predict(model, tokens, lengths)
+    np.testing.assert_array_equal(predict(model, tokens, lengths, batch_size="auto"), expected)
+    np.testing.assert_array_equal(predict(model, tokens, lengths, batch_size=0), expected)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict(model, tokens, lengths, batch_size=-1)
+
+
+def test_predict_bfloat16_autocast_only_when_asked_on_cpu(batch):
+    tokens, lengths = batch
+    model = toy_model()
+    fp32 = predict(model, tokens, lengths)
+    bf16 = predict(model, tokens, lengths, amp=True)
+    assert not np.array_equal(bf16, fp32)
+    np.testing.assert_allclose(bf16, fp32, atol=2e-2)
+    np.testing.assert_array_equal(predict(model, tokens, lengths, amp=False), fp32)
 
 
 def test_tile_whole_genome_and_regions():

@@ -25,9 +25,11 @@ def motif_data(n: int, seed: int, length: int = 40) -> WindowDataset:
     return WindowDataset(tokens, lengths, labels, rc_augment=True, seed=seed)
 
 
-def toy_model() -> NucleicTransformer:
+def toy_model(attention: str = "fast") -> NucleicTransformer:
     torch.manual_seed(0)
-    return NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.1))
+    return NucleicTransformer(
+        ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.1, attention=attention)
+    )
 
 
 CFG = TrainConfig(epochs=4, batch_size=32, schedule="constant", lr=1e-2, seed=1)
@@ -64,6 +66,11 @@ def test_resume_is_exact(full_run, data, tmp_path):
         assert torch.equal(a, b), name
     again = fit(toy_model(), *data, CFG, tmp_path, resume=True, progress=False)  # nothing left to do
     assert again.equals(history)
+
+
+def test_reference_attention_learns_alike(full_run, data, tmp_path):
+    reference = fit(toy_model("reference"), *data, CFG, tmp_path, progress=False)
+    np.testing.assert_allclose(reference.val_auc, full_run[1].val_auc, atol=0.01)
 
 
 def test_load_checkpoint(full_run, data):

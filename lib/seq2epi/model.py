@@ -78,19 +78,19 @@ class SelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor, need_weights: bool = False):
-        """x [B, L, E], valid [B, L] keys -> (out [B, L, E], head-averaged weights [B, L, L] or None)."""
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, need_weights: bool = False):
+        """x [B, L, E], valid [B, L] keys (None: all) -> (out [B, L, E], mean weights [B, L, L] or None)."""
         B, L, E = x.shape
         q, k, v = (t.view(B, L, self.nhead, -1).transpose(1, 2)
                    for t in F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
-        mask = valid[:, None, None, :]
+        mask = None if valid is None else valid[:, None, None, :]
         p = self.dropout if self.training else 0.0
         weights = None
-        if self.impl == "fast" and not need_weights:
+        if self.impl == "fast" and not need_weights:  # no mask lets SDPA pick its flash kernel
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.size(-1))
-            attn = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            attn = (scores if mask is None else scores.masked_fill(~mask, float("-inf"))).softmax(dim=-1)
             weights = attn.mean(dim=1) if need_weights else None
             out = (F.dropout(attn, p) @ v.float()).to(x.dtype)
         return self.out_proj(out.transpose(1, 2).reshape(B, L, E)), weights
@@ -109,7 +109,7 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, need_weights: bool = False):
         attn, weights = self.self_attn(x, valid, need_weights)
         x = self.norm1(x + self.dropout1(attn))
         x = self.norm2(x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x))))))
@@ -131,6 +131,12 @@ class GeM(nn.Module):
         w = valid.unsqueeze(-1).to(x.dtype)
         mean = (x.clamp(min=self.eps).pow(self.p) * w).sum(1) / w.sum(1)
         return mean.pow(1.0 / self.p)
+
+
+@torch.compiler.disable  # a host sync: torch.compile breaks the graph here quietly
+def _shortest(pad: torch.Tensor) -> int:
+    """Fewest non-PAD tokens in a row."""
+    return int((~pad).sum(1).min())
 
 
 class NucleicTransformer(nn.Module):
@@ -156,18 +162,21 @@ class NucleicTransformer(nn.Module):
             raise ValueError(f"Expected tokens [batch, length] with {kmax} <= length <= "
                              f"{self.config.max_len}, got shape {tuple(tokens.shape)}.")
         pad = tokens == PAD
-        shortest = int((~pad).sum(1).min())
+        shortest = _shortest(pad)
         if shortest < kmax:
             raise ValueError(
                 f"A sequence has {shortest} non-PAD tokens, shorter than the largest k-mer ({kmax})."
             )
         x = self.pos_encoder(self.encoder(tokens))
         x, valid = self.k_mer_aggregate(x, pad)
-        x = x * valid.unsqueeze(-1)
+        unpadded = shortest == tokens.size(1)  # then every position is valid and masks are skipped
+        if not unpadded:
+            x = x * valid.unsqueeze(-1)
         weights = []
         for layer in self.layers:
-            x, w = layer(x, valid, return_attention)
+            x, w = layer(x, None if unpadded else valid, return_attention)
             weights.append(w)
-        x = x * valid.unsqueeze(-1)
+        if not unpadded:
+            x = x * valid.unsqueeze(-1)
         logits = self.classifier(self.pool(x, valid))
         return (logits, torch.stack(weights, dim=1)) if return_attention else logits

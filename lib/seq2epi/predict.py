@@ -17,12 +17,16 @@ def predict(
     model: torch.nn.Module,
     tokens: np.ndarray,
     lengths: np.ndarray | None = None,
-    batch_size: int = 256,
-    device: str = "cpu",
+    batch_size: int | str = 256,
+    device: str | torch.device = "cpu",
     rc_average: bool = False,
     progress: bool = False,
+    amp: bool | None = None,
 ) -> np.ndarray:
-    """Sigmoid probabilities float32 [n] (one target) or [n, n_targets] for padded uint8 tokens [n, L]."""
+    """Sigmoid probabilities float32 [n] (one target) or [n, n_targets] for padded uint8 tokens [n, L].
+
+    batch_size 0 or "auto" sizes batches from free GPU memory; amp None is bfloat16 autocast on CUDA only.
+    """
     tokens = np.asarray(tokens, dtype=np.uint8)
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be a 2-D [n, L] array, got shape {tokens.shape}.")
@@ -30,28 +34,75 @@ def predict(
     lengths = np.full(n, width, np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
     if lengths.shape != (n,):
         raise ValueError(f"lengths must have shape ({n},) to match tokens, got {lengths.shape}.")
+    device = torch.device(device)
     model = model.to(device).eval()
+    batch_size = _resolve_batch_size(model, batch_size, width, device, amp)
     order = np.argsort(lengths, kind="stable")
-    out = None
+    parts = []  # probabilities stay on the device until the end: no host sync per batch
     with torch.inference_mode():
         for i in tqdm(range(0, n, batch_size), disable=not progress, desc="predict"):
             idx = order[i : i + batch_size]
             lens = lengths[idx]
             batch = tokens[idx, : lens.max()]
-            probs = _probs(model, batch, device)
+            probs = _probs(model, batch, device, amp)
             if rc_average:
-                probs = (probs + _probs(model, reverse_complement(batch, lens), device)) / 2
-            if out is None:
-                out = np.empty((n, probs.shape[1]), np.float32)
-            out[idx] = probs
-    if out is None:
+                probs = (probs + _probs(model, reverse_complement(batch, lens), device, amp)) / 2
+            parts.append(probs)
+    if not parts:
         return np.empty(0, np.float32)
+    out = np.empty((n, parts[0].shape[1]), np.float32)
+    out[order] = torch.cat(parts).cpu().numpy()
     return out[:, 0] if out.shape[1] == 1 else out
 
 
-def _probs(model: torch.nn.Module, batch: np.ndarray, device: str) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(batch).astype(np.int64)).to(device)
-    return torch.sigmoid(model(x).float()).cpu().numpy()
+def auto_batch_size(
+    model: torch.nn.Module,
+    length: int,
+    device: str | torch.device = "cpu",
+    default: int = 256,
+    amp: bool | None = None,
+    fraction: float = 0.8,
+    limit: int = 8192,
+) -> int:
+    """Inference batch size for windows of `length` filling `fraction` of free GPU memory; `default` off CUDA.
+
+    The memory of one window is measured on a probe batch (this resets CUDA's peak-memory statistics).
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return default
+    probe = 32
+    model = model.to(device).eval()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.inference_mode(), _autocast(device, amp):
+        model(torch.zeros(probe, length, dtype=torch.long, device=device))
+    per_window = max(torch.cuda.max_memory_allocated(device) - before, 1) / probe
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - before
+    return int(min(limit, max(1, fraction * free // per_window)))
+
+
+def _resolve_batch_size(model, batch_size: int | str, length: int, device: torch.device, amp) -> int:
+    if batch_size in (0, "auto"):
+        return auto_batch_size(model, length, device, amp=amp)
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, 0 or 'auto', got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _autocast(device: torch.device, amp: bool | None) -> torch.autocast:
+    """bfloat16 autocast when amp, or on CUDA when amp is None."""
+    enabled = device.type == "cuda" if amp is None else amp
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, amp: bool | None) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(batch))
+    if device.type == "cuda":
+        x = x.pin_memory()
+    with _autocast(device, amp):
+        return torch.sigmoid(model(x.to(device, non_blocking=True).long()).float())
 
 
 def _regions(
@@ -113,22 +164,26 @@ def predict_genome(
     window: int,
     stride: int,
     regions: pd.DataFrame | None = None,
-    batch_size: int = 256,
-    device: str = "cpu",
+    batch_size: int | str = 256,
+    device: str | torch.device = "cpu",
     rc_average: bool = False,
     max_n_fraction: float = 0.5,
     target: int = 0,
     progress: bool = True,
+    amp: bool | None = None,
 ) -> pd.DataFrame:
     """Track chrom,start,end,score: each window's probability on the `stride`-wide bin centred on the window.
 
     Each region is encoded once and windows are sliced from it in chunks, so memory stays bounded; windows
     with more than `max_n_fraction` N are left out of the track. With several targets, score is `target`.
+    batch_size and amp are as in `predict`.
     """
     if stride < 1:
         raise ValueError(f"stride must be a positive number of bases, got {stride}.")
     sizes = genome.chrom_sizes
     todo = _regions(sizes, window, regions)
+    device = torch.device(device)
+    batch_size = _resolve_batch_size(model, batch_size, window, device, amp)
     chunk = 16 * batch_size
     parts = []
     bar = tqdm(
@@ -145,7 +200,7 @@ def predict_genome(
             block = np.ascontiguousarray(windows[i : i + chunk])
             keep = np.flatnonzero((block == N).mean(axis=1) <= max_n_fraction)
             if keep.size:
-                probs = predict(model, block[keep], None, batch_size, device, rc_average)
+                probs = predict(model, block[keep], None, batch_size, device, rc_average, amp=amp)
                 scores[i + keep] = probs if probs.ndim == 1 else probs[:, target]
             bar.update(len(block))
         centres = _starts(start, end, window, stride) + window // 2

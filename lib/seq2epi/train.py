@@ -1,5 +1,6 @@
-"""The training loop: Adam, Noam or constant lr, BCE loss, validation each epoch, checkpoint, exact resume."""
+"""The training loop: Adam, Noam or constant lr, BCE loss, validation, checkpoints, exact resume, DDP."""
 
+import contextlib
 import os
 import random
 from dataclasses import asdict, dataclass
@@ -8,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from seq2epi.datasets import collate_trim
@@ -34,6 +38,8 @@ class TrainConfig:
     device: str = "cpu"
     rc_augment: bool = False  # read by whoever builds the training WindowDataset
     amp: bool = False  # bfloat16 autocast
+    compile: bool = False  # torch.compile the model
+    distributed: bool = False  # DistributedDataParallel; also on when torchrun sets WORLD_SIZE > 1
 
 
 def lr_at(step: int, cfg: TrainConfig, ninp: int) -> float:
@@ -47,6 +53,37 @@ def lr_at(step: int, cfg: TrainConfig, ninp: int) -> float:
     raise ValueError(f"schedule must be 'noam' or 'constant', got {cfg.schedule!r}.")
 
 
+def set_threads() -> int:
+    """Torch threads = the cores this process may run on, one inter-op thread; returns the core count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    with contextlib.suppress(RuntimeError):  # inter-op threads can be set only before they start
+        torch.set_num_interop_threads(1)
+    return cores
+
+
+def make_optimizer(model: NucleicTransformer, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam (betas .9/.999, eps 1e-8), fused on CUDA."""
+    return torch.optim.Adam(model.parameters(), lr=lr_at(1, cfg, model.config.ninp), betas=(0.9, 0.999),
+                            eps=1e-8, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+
+
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, labels: torch.Tensor,
+               lr: float, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """One optimizer step at learning rate `lr` on a batch; returns the loss (on the device)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        logits = net(tokens)
+    loss = _loss(logits.float(), labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+    opt.step()
+    return loss
+
+
 def _loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """BCE with logits; NaN labels (an unlabelled mark) are left out."""
     labels = labels.reshape(logits.shape[0], -1).to(logits.dtype)
@@ -56,25 +93,51 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -
 
 
 def _seed_worker(worker_id: int) -> None:
+    """Seed numpy and random from the worker's torch seed; one torch thread per worker."""
+    torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
 
 
+def make_loader(ds: Dataset, cfg: TrainConfig, device: torch.device, persistent: bool = False,
+                **kw) -> DataLoader:
+    """Batches trimmed of all-PAD columns; cfg's workers (one thread each), pinned memory on CUDA."""
+    return DataLoader(ds, batch_size=cfg.batch_size, collate_fn=collate_trim, num_workers=cfg.num_workers,
+                      worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
+                      persistent_workers=persistent and cfg.num_workers > 0, **kw)
+
+
+def _world(cfg: TrainConfig) -> tuple[int, int]:
+    """(rank, world size); starts the process group (nccl on CUDA, gloo on CPU) when distributed."""
+    if not (cfg.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 @torch.no_grad()
-def _evaluate(model: NucleicTransformer, loader: DataLoader,
-              device: torch.device) -> tuple[float, np.ndarray, np.ndarray]:
-    """(mean loss, labels [n, n_targets], probabilities [n, n_targets]) over a loader."""
-    model.eval()
-    total, count, ys, ps = 0.0, 0, [], []
+def _evaluate(net: nn.Module, loader: DataLoader, device: torch.device,
+              amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, logits), each float32 [n, n_targets], over a loader."""
+    net.eval()
+    ys, logits = [], []
     for tokens, labels in loader:
-        logits = model(tokens.to(device)).float()
-        labels = labels.to(device).reshape(logits.shape[0], -1)
-        total += _loss(logits, labels, reduction="sum").item()
-        count += int((~torch.isnan(labels)).sum())
-        ys.append(labels.cpu().numpy())
-        ps.append(torch.sigmoid(logits).cpu().numpy())
-    return total / max(count, 1), np.concatenate(ys), np.concatenate(ps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = net(tokens.to(device, non_blocking=True)).float()
+        logits.append(out)
+        ys.append(labels.reshape(out.shape[0], -1))
+    return torch.cat(ys).float().numpy(), torch.cat(logits).cpu().numpy()
+
+
+def _gather(index: np.ndarray, y: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's (labels, logits) in dataset order, DistributedSampler's padding duplicates dropped."""
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (index, y, logits))
+    index, y, logits = (np.concatenate(a) for a in zip(*parts, strict=True))
+    _, first = np.unique(index, return_index=True)
+    return y[first], logits[first]
 
 
 def _nanmean(values: list[float]) -> float:
@@ -82,11 +145,15 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _val_metrics(y: np.ndarray, p: np.ndarray) -> dict:
-    """Metrics at threshold 0.5, averaged over targets; NaN labels ignored."""
+def _val_metrics(y: np.ndarray, logits: np.ndarray) -> dict:
+    """Loss and metrics at threshold 0.5, averaged over targets; NaN labels ignored."""
+    y_t, logits_t = torch.from_numpy(y), torch.from_numpy(logits)
+    count = int((~torch.isnan(y_t)).sum())
+    p = torch.sigmoid(logits_t).numpy()
     rows = [binary_metrics(y[known, t], p[known, t])
             for t in range(y.shape[1]) if (known := ~np.isnan(y[:, t])).any()]
-    return {k: _nanmean([r[k] for r in rows]) for k in ("auroc", "acc", "sens", "spec", "mcc")}
+    metrics = {k: _nanmean([r[k] for r in rows]) for k in ("auroc", "acc", "sens", "spec", "mcc")}
+    return {"loss": _loss(logits_t, y_t, reduction="sum").item() / max(count, 1), **metrics}
 
 
 def _save(obj: dict, path: Path) -> None:
@@ -97,13 +164,22 @@ def _save(obj: dict, path: Path) -> None:
 
 def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Train `model` in place; one history row per epoch; checkpoints in checkpoint_dir (last.pt, best.pt)."""
+    """Train `model` in place; one history row per epoch; checkpoints in checkpoint_dir (last.pt, best.pt).
+
+    Distributed (torchrun): every rank trains on its share, validation covers the whole validation set, every
+    rank returns the same history and only rank 0 writes checkpoints and shows progress.
+    """
+    rank, world = _world(cfg)
     device = torch.device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if cfg.num_workers:
+        set_threads()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr_at(1, cfg, model.config.ninp), betas=(0.9, 0.999),
-                           eps=1e-8, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg, device)
     step, start, history = 0, 0, []
     last = checkpoint_dir / "last.pt"
     if resume and last.exists():
@@ -112,46 +188,57 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
         opt.load_state_dict(ck["optimizer"])
         step, start, history = ck["step"], ck["epoch"], ck["history"]
     best_auc = max((r["val_auc"] for r in history if np.isfinite(r["val_auc"])), default=-np.inf)
-    loader_kw = dict(batch_size=cfg.batch_size, collate_fn=collate_trim, num_workers=cfg.num_workers,
-                     worker_init_fn=_seed_worker, pin_memory=device.type == "cuda")
-    val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                      broadcast_buffers=False)
+    if cfg.compile:
+        net = torch.compile(net)
+    train_sampler = DistributedSampler(train_ds, world, rank, seed=cfg.seed) if world > 1 else None
+    val_sampler = DistributedSampler(val_ds, world, rank, shuffle=False) if world > 1 else None
+    val_index = np.fromiter(val_sampler, np.int64) if val_sampler else np.arange(len(val_ds))
+    # validation has no randomness, so its workers can persist; the training loader is rebuilt every epoch
+    # because set_epoch (augmentation) must reach fresh workers and the shuffle must restart from its seed.
+    val_loader = make_loader(val_ds, cfg, device, persistent=True, sampler=val_sampler)
     for epoch in range(start + 1, cfg.epochs + 1):  # epochs count from 1, as in the lab's tables
-        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))
+        seed = [cfg.seed, epoch] + ([rank] if world > 1 else [])
+        torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
         if hasattr(train_ds, "set_epoch"):
             train_ds.set_epoch(epoch)
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed + epoch)
-        loader = DataLoader(train_ds, shuffle=True, generator=gen, **loader_kw)
-        model.train()
+        loader = make_loader(train_ds, cfg, device, sampler=train_sampler, shuffle=train_sampler is None,
+                         generator=gen)
+        net.train()
         total, count = torch.zeros((), device=device), 0
         # tqdm.auto calls iter() on a plain iterable itself, which would start (and waste) a second
         # DataLoader iterator and shift the shuffle generator; hand it the one iterator we use.
         bar = tqdm(iter(loader), total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=not progress, leave=False)
+                   disable=not progress or rank > 0, leave=False)
         for tokens, labels in bar:
             step += 1
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg, model.config.ninp)
-            tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                logits = model(tokens)
-            loss = _loss(logits.float(), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
+            loss = train_step(net, opt, tokens, labels, lr_at(step, cfg, model.config.ninp), cfg, device)
             total += loss.detach() * len(tokens)
             count += len(tokens)
-        val_loss, y, p = _evaluate(model, val_loader, device)
-        m = _val_metrics(y, p)
-        history.append({"epoch": epoch, "train_loss": total.item() / max(count, 1), "val_loss": val_loss,
-                        "val_auc": m["auroc"], "val_acc": m["acc"], "val_sens": m["sens"],
-                        "val_spec": m["spec"], "val_mcc": m["mcc"]})
-        ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch,
-              "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
-        _save(ck, last)
-        if m["auroc"] > best_auc:
-            best_auc = m["auroc"]
-            _save(ck, checkpoint_dir / "best.pt")
+        sums = torch.stack([total, torch.tensor(float(count), device=device)])
+        y, logits = _evaluate(net, val_loader, device, cfg.amp)
+        if world > 1:
+            dist.all_reduce(sums)
+            y, logits = _gather(val_index, y, logits)
+        m = _val_metrics(y, logits)
+        history.append({"epoch": epoch, "train_loss": (sums[0] / sums[1].clamp(min=1)).item(),
+                        "val_loss": m["loss"], "val_auc": m["auroc"], "val_acc": m["acc"],
+                        "val_sens": m["sens"], "val_spec": m["spec"], "val_mcc": m["mcc"]})
+        if rank == 0:
+            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch,
+                  "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
+            _save(ck, last)
+            if m["auroc"] > best_auc:
+                _save(ck, checkpoint_dir / "best.pt")
+        best_auc = max(best_auc, m["auroc"])
+    if world > 1:
+        dist.barrier()  # rank 0's checkpoints are on disk before any rank returns
     return pd.DataFrame(history, columns=HISTORY_COLUMNS)
 
 
