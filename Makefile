@@ -4,6 +4,9 @@ BIN := $(VENV)/bin
 # The real data sit beside the checkout (../shared/data) on the lab's machines and in CI; elsewhere set SEQ2EPI_DATA.
 export SEQ2EPI_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 
+# `make bench` runs the small model (a CPU); on a GPU server: make bench BENCH_ARGS=--compile
+BENCH_ARGS ?= --small
+
 .PHONY: demo test lint lab bench clean-venv
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -26,7 +29,7 @@ lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS) --out benchmarks/speed.json
 
 clean-venv:
 	rm -rf $(VENV)

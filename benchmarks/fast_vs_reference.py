@@ -1,6 +1,6 @@
 """Accuracy of the reference and fast paths: a tiny model, one seed, a synthetic motif task, validation AUROC.
 
-    python benchmarks/accuracy.py --out benchmarks/accuracy.json
+    python benchmarks/fast_vs_reference.py --out benchmarks/fast_vs_reference.json
 """
 
 import argparse
