@@ -228,9 +228,11 @@ def summarize_record(record: Path) -> dict:
     """One INDEX.md row from a record's parameters.yaml, history.tsv and metrics.json."""
     params = yaml.safe_load((record / "parameters.yaml").read_text()) or {}
     data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet"),
-            "simulate": "simulated genome"}
+            "simulate": "simulated genome"}.get(params.get("input"), "")
+    if not (record / "01_data_prep.ipynb").exists():  # a map of another record's model
+        data = params.get("predict_fasta", "")
     row = {"date": record.name[:10], "experiment": params.get("experiment", ""), "record": record.name,
-           "data": data.get(params.get("input"), ""), "mark": params.get("mark", ""),
+           "data": data, "mark": params.get("mark", ""),
            "note": params.get("note", "")}
     for key in ("ninp", "nlayers", "kmers", "epochs"):
         row[key] = params.get(key, "")
