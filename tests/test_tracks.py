@@ -183,3 +183,9 @@ def test_merge_parts_equals_one_store(tmp_path):
     with pytest.raises(ValueError, match="odd.npz differs from .* in stride"):
         merge_parts([parts[0], odd], tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_write_bigwig_into_a_missing_folder_is_a_clear_error(tmp_path):
+    track = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [10], "score": [0.5]})
+    with pytest.raises(FileNotFoundError, match="cannot write bigWig .*its folder does not exist"):
+        write_bigwig(track, {"chr1": 100}, tmp_path / "absent" / "t.bw")

@@ -62,7 +62,9 @@ def write_bigwig(track: pd.DataFrame, chrom_sizes: dict[str, int], path: str | o
             f"{ends[i + 1]} overlap; a bigWig needs non-overlapping bins (use stride-wide bins)."
         )
     tmp = _tmp(path)
-    bw = pyBigWig.open(str(tmp), "w")
+    bw = pyBigWig.open(str(tmp), "w") if path.parent.is_dir() else None
+    if bw is None:  # pyBigWig returns None (and crashes later) when it cannot create the file
+        raise FileNotFoundError(f"cannot write bigWig {path}: its folder does not exist or is not writable.")
     try:
         bw.addHeader([(c, int(s)) for c, s in chrom_sizes.items()])
         if len(df):
