@@ -108,7 +108,8 @@ def test_index_lists_records_with_their_metrics(tmp_path):
     record.mkdir()
     (record / "parameters.yaml").write_text("experiment: train1\ninput: csv\ntrain_csv: a/train.csv\n"
                                             "mark: H3K4me3\nninp: 512\nnote: reduced\n")
-    (record / "01_data_prep.ipynb").write_text("{}")
+    for stage in ("01_data_prep", "02_train"):
+        (record / f"{stage}.ipynb").write_text("{}")
     (record / "history.tsv").write_text("epoch\tval_auc\n1\t0.9\n2\t0.93\n")
     (record / "metrics.json").write_text('{"transformer": {"auroc": 0.91, "mcc": 0.7}}')
     index = experiments.write_index(tmp_path).read_text()

@@ -229,13 +229,14 @@ def summarize_record(record: Path) -> dict:
     params = yaml.safe_load((record / "parameters.yaml").read_text()) or {}
     data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet"),
             "simulate": "simulated genome"}.get(params.get("input"), "")
+    trained = (record / "02_train.ipynb").exists()
     if not (record / "01_data_prep.ipynb").exists():  # a map of another record's model
         data = params.get("predict_fasta", "")
     row = {"date": record.name[:10], "experiment": params.get("experiment", ""), "record": record.name,
            "data": data, "mark": params.get("mark", ""),
            "note": params.get("note", "")}
     for key in ("ninp", "nlayers", "kmers", "epochs"):
-        row[key] = params.get(key, "")
+        row[key] = params.get(key, "") if trained else ""
     history = record / "history.tsv"
     if history.exists():
         best = pd.read_csv(history, sep="\t")["val_auc"].max()
@@ -254,7 +255,9 @@ def write_index(executed: Path) -> Path:
     for record in sorted((p for p in executed.iterdir() if (p / "parameters.yaml").exists()), reverse=True):
         row = summarize_record(record)
         complete = (record / "metrics.json").exists() or row["experiment"].startswith("compare_")
-        row["status"] = "failed" if (record / "FAILED").exists() else ("complete" if complete else "partial")
+        mapped = (record / "04_predict_genome.html").exists()
+        status = "complete" if complete else "map" if mapped else "partial"
+        row["status"] = "failed" if (record / "FAILED").exists() else status
         rows.append(row)
     table = pd.DataFrame(rows, columns=INDEX_COLUMNS).fillna("")
     lines = ["# Lab records", "",
