@@ -133,3 +133,15 @@ def test_real_rice_genome(tmp_path):
     tokens = genome.tokens("chr01", 0, 500_000)
     assert tokens[0] == 4 and set(np.unique(tokens)) <= {0, 1, 2, 3, 4}
     assert 0.3 < gc_content(tokens) < 0.6
+
+
+def test_bgzipped_fasta_reads_across_block_boundaries(tmp_path):
+    bgzf = pytest.importorskip("Bio.bgzf")
+    seq = "".join("ACGT"[(i * 7 + i // 5) % 4] for i in range(200_000))
+    path = tmp_path / "long.fa.gz"
+    with bgzf.BgzfWriter(str(path), "wb") as f:
+        f.write(">c\n" + "\n".join(seq[i : i + 60] for i in range(0, len(seq), 60)) + "\n")
+    genome = Genome(path)
+    # every start in the first few BGZF blocks, among them one exactly on a block boundary
+    for start in range(64_000, 65_000):
+        assert genome.fetch("c", start, start + 3) == seq[start : start + 3]
