@@ -51,8 +51,8 @@ def timed(fn, clock: list[float]):
 
 
 def plain_copy(fasta: Path, folder: Path) -> Path:
-    """An uncompressed copy of a bgzipped FASTA (else fasta itself): pyfaidx 0.9.2.2 raises "Require 0 <=
-    within_block_offset < 2**16, got 65536" on a fetch starting at the first base of a BGZF block."""
+    """An uncompressed copy of a bgzipped FASTA (else fasta itself), so that timings hold no BGZF decoding
+    (the measured run also needed it to avoid a pyfaidx bug, now worked around in Genome)."""
     if fasta.suffix != ".gz":
         return fasta
     out = folder / fasta.stem
