@@ -1,0 +1,54 @@
+"""The per-mark accuracy table of benchmarks/accuracy.md, read from the records' metrics.json.
+
+    python benchmarks/accuracy.py smep_h3k4me3 smep_h3k27me3 smep_h3k9ac 0503_train1 ...
+
+Each experiment's newest record gives one row per model (transformer, GC content, k-mer logistic regression):
+test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target (AUROC 0.95, MCC 0.75).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from seq2epi import experiments
+
+MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR (1-6)"}
+
+
+def cell(metrics: dict, key: str) -> str:
+    low, high = metrics["ci95"][key]
+    return f"{metrics[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def rows(record: Path) -> list[str]:
+    params = yaml.safe_load((record / "parameters.yaml").read_text())
+    metrics = json.loads((record / "metrics.json").read_text())
+    command = f"`seq2epi run {params['experiment']}`"
+    out = []
+    for mark, per_model in metrics["marks"].items():
+        for key, name in MODELS.items():
+            m = per_model[key]
+            gap = f"{m['auroc'] - 0.95:+.3f} / {m['mcc'] - 0.75:+.3f}" if key == "transformer" else ""
+            link = f"[{record.name}](../executed/{record.name}/)" + (f" {command}" if gap else "")
+            out.append(f"| {mark} | {name} | {cell(m, 'auroc')} | {cell(m, 'auprc')} | {cell(m, 'mcc')} "
+                       f"| {gap} | {link} |")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiments", nargs="+")
+    args = parser.parse_args()
+    executed = experiments.project_root() / "executed"
+    print("| mark | model | test AUROC [95 % CI] | test AUPRC [95 % CI] | test MCC [95 % CI] "
+          "| gap to 0.95 / 0.75 | record, command |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.experiments:
+        print("\n".join(rows(experiments.find_record(executed, name))))
+
+
+if __name__ == "__main__":
+    main()
