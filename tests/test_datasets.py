@@ -9,10 +9,13 @@ from torch.utils.data import DataLoader
 from seq2epi.datasets import (
     WindowDataset,
     collate_trim,
+    group_split,
     load_dataset,
+    overlap_groups,
     random_split,
     read_labeled_csv,
     save_dataset,
+    validation_split,
 )
 from seq2epi.sequence import PAD, decode, encode, pad_batch
 
@@ -59,6 +62,42 @@ def test_random_split_seeded():
     assert not np.array_equal(mask, random_split(100, 0.2, seed=4))
     with pytest.raises(ValueError, match="val_fraction"):
         random_split(10, 1.0, seed=0)
+
+
+def _random_dna(n: int, seed: int) -> str:
+    return "".join(np.random.default_rng(seed).choice(list("ACGT"), n))
+
+
+def test_overlap_groups_join_windows_sharing_31_bp_on_either_strand():
+    genome = _random_dna(400, 0)
+    reverse = genome[150:250].translate(str.maketrans("ACGT", "TGCA"))[::-1]
+    seqs = [genome[0:100], genome[69:169], genome[150:250], genome[300:400], reverse, genome[131:200]]
+    groups = overlap_groups(seqs, k=31)
+    # 0-1 share 31 bp, 1-2 share 19 bp but 5 bridges them; 4 is 2 reverse-complemented; 3 stands alone
+    assert groups[0] == groups[1] == groups[2] == groups[4] == groups[5]
+    assert groups[3] != groups[0]
+    assert len(set(overlap_groups(seqs[:2], k=32))) == 2
+
+
+def test_group_split_takes_whole_groups_seeded():
+    groups = np.repeat(np.arange(50), np.arange(50) % 4 + 1)
+    mask = group_split(groups, 0.2, seed=1)
+    for g in np.unique(groups):
+        assert len(set(mask[groups == g])) == 1
+    assert abs(mask.sum() - 0.2 * len(groups)) <= 4
+    assert np.array_equal(mask, group_split(groups, 0.2, seed=1))
+    assert not np.array_equal(mask, group_split(groups, 0.2, seed=2))
+
+
+def test_validation_split_overlap_keeps_overlapping_windows_together():
+    genome = _random_dna(20000, 1)
+    seqs = [genome[i:i + 200] for i in range(0, 19800, 100)]  # every window overlaps its neighbours
+    seqs += [_random_dna(200, 10 + i) for i in range(200)]
+    mask = validation_split(seqs, 0.3, seed=0)
+    assert not mask[:198].any() or mask[:198].all()
+    assert validation_split(seqs, 0.3, seed=0, how="random")[:198].any()
+    with pytest.raises(ValueError, match="val_split must be 'overlap' or 'random'"):
+        validation_split(seqs, 0.3, seed=0, how="blocks")
 
 
 def test_save_load_round_trip_with_meta(tmp_path, windows):

@@ -39,6 +39,16 @@ def test_from_csv_warns_about_sequences_shared_by_train_and_test(tmp_path):
         prepare.from_csv(DATA / "labeled.csv", DATA / "labeled.csv", 0.34, seed=0)
 
 
+def test_from_csv_warns_about_test_windows_overlapping_train(tmp_path):
+    dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 1000))
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i % 2}\n" for i in range(0, 500, 100)))
+    test.write_text(f"sequence,label\n{dna[450:550]},1\n{dna[700:800]},0\n")
+    with pytest.warns(UserWarning, match="1 of 2 sequences of .*test.csv share a 31-bp stretch"):
+        data = prepare.from_csv(train, test, 0.2, seed=0)
+    assert data["overlapping"] == 1 and data["duplicates"] == 0
+
+
 def test_max_sequences_subsamples_each_file(tmp_path):
     train = tmp_path / "train.csv"
     train.write_text("sequence,label\n" + "".join(f"ACGTACGT{'A' * i},{i % 2}\n" for i in range(30)))

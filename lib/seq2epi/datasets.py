@@ -13,6 +13,8 @@ import torch
 
 from seq2epi.sequence import PAD, reverse_complement
 
+_COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
+
 _ARRAYS = ("tokens", "lengths", "labels", "split")
 _SPLITS = ("train", "val", "test")
 
@@ -54,6 +56,48 @@ def random_split(n: int, val_fraction: float, seed: int) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).permutation(n)[: round(n * val_fraction)]] = True
     return mask
+
+
+def overlap_groups(seqs: list[str], k: int = 31) -> np.ndarray:
+    """Group id per sequence: sequences sharing a k-mer on either strand (overlapping or repeated windows)
+    fall in one group, transitively."""
+    parent = list(range(len(seqs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_seen: dict[str, int] = {}
+    for i, seq in enumerate(seqs):
+        for strand in (seq, seq.translate(_COMPLEMENT)[::-1]):
+            for j in range(len(strand) - k + 1):
+                other = first_seen.setdefault(strand[j:j + k], i)
+                if other != i:
+                    parent[root(i)] = root(other)
+    return np.array([root(i) for i in range(len(seqs))])
+
+
+def group_split(groups: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation rows: whole groups in a seeded order while they fit in `val_fraction`, so
+    that no group straddles train and validation."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    names, sizes = np.unique(groups, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(names))
+    taken = np.cumsum(sizes[order]) <= round(len(groups) * val_fraction)
+    return np.isin(groups, names[order][taken])
+
+
+def validation_split(seqs: list[str], val_fraction: float, seed: int, how: str = "overlap") -> np.ndarray:
+    """Validation mask of `seqs`: "random" rows, or "overlap" whole groups of overlapping sequences (a random
+    carve-out of overlapping windows leaks: the model has seen most of a validation window in training)."""
+    if how == "random":
+        return random_split(len(seqs), val_fraction, seed)
+    if how == "overlap":
+        return group_split(overlap_groups(seqs), val_fraction, seed)
+    raise ValueError(f"val_split must be 'overlap' or 'random', got {how!r}")
 
 
 def save_dataset(path, tokens, lengths, labels, split, **meta) -> None:

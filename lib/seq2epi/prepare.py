@@ -61,11 +61,13 @@ def _drop_excluded(train: pd.DataFrame, exclude: set[str], where: Path) -> pd.Da
 
 
 def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0,
-             crop_length: int = 0, exclude: set[str] = frozenset()) -> dict:
-    """The lab's format: train and test CSV files; validation carved from train by a seeded split.
+             crop_length: int = 0, exclude: set[str] = frozenset(), val_split: str = "overlap") -> dict:
+    """The lab's format: train and test CSV files; validation carved from train by a seeded split
+    (datasets.validation_split: whole groups of overlapping sequences, or random rows).
 
     Train sequences in `exclude` are held out; sequences are centre-cropped to `crop_length` when set.
-    Also returns `duplicates` (test sequences also in train) and `balance` (label_balance), warning on either.
+    Also returns `duplicates` (test sequences also in train), `overlapping` (test sequences sharing a 31-mer
+    with a train sequence, duplicates included) and `balance` (label_balance), warning on each.
     """
     train = _subsample(datasets.read_labeled_csv(train_csv), max_sequences, seed)
     train = _drop_excluded(train, exclude, train_csv)
@@ -74,7 +76,13 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     if shared:
         warnings.warn(f"{shared} sequences of {test_csv} also occur in {train_csv}: train/test leakage",
                       stacklevel=2)
-    is_val = datasets.random_split(len(train), val_fraction, seed)
+    groups = datasets.overlap_groups(list(train["sequence"]) + list(test["sequence"]))
+    overlapping = int(np.isin(groups[len(train):], groups[:len(train)]).sum())
+    if overlapping > shared:
+        warnings.warn(f"{overlapping} of {len(test)} sequences of {test_csv} share a 31-bp stretch (either "
+                      f"strand) with a sequence of {train_csv}: overlapping windows, partial leakage",
+                      stacklevel=2)
+    is_val = datasets.validation_split(list(train["sequence"]), val_fraction, seed, val_split)
     split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(test), "test")])
     seqs = centre_crop(list(train["sequence"]) + list(test["sequence"]), crop_length)
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
@@ -85,11 +93,12 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     balance = label_balance(labels, split, ["label"])
     _warn_imbalance(balance, str(test_csv))
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
-            "duplicates": shared, "balance": balance}
+            "duplicates": shared, "overlapping": overlapping, "balance": balance}
 
 
 def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_fraction: float, seed: int,
-                   max_sequences: int = 0, crop_length: int = 0, exclude: set[str] = frozenset()) -> dict:
+                   max_sequences: int = 0, crop_length: int = 0, exclude: set[str] = frozenset(),
+                   val_split: str = "overlap") -> dict:
     """Several marks' CSV files as one multi-task dataset: labels [n, n_marks], NaN where a sequence is not
     labelled for a mark; identical sequences are merged (all their labels kept), marks in `train_csvs` order.
 
@@ -123,7 +132,7 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
     labels = np.full((len(seqs), len(marks)), np.nan, np.float32)
     for i, known in enumerate([*parts["train"].values(), *parts["test"].values()]):
         labels[i, list(known)] = list(known.values())
-    is_val = datasets.random_split(len(parts["train"]), val_fraction, seed)
+    is_val = datasets.validation_split(list(parts["train"]), val_fraction, seed, val_split)
     split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(parts["test"]), "test")])
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     balance = label_balance(labels, split, marks)
