@@ -28,7 +28,8 @@ def test_kmer_spectrum_counts_and_skips_n_and_pad():
 def test_kmer_logistic_finds_a_planted_motif_that_gc_cannot_see():
     train, val, test = planted(400, 0), planted(200, 1), planted(200, 2)
     model, val_auroc = baselines.select_kmer_logistic(train, val)
-    assert set(val_auroc) == {1e-3, 1e-2, 1e-1}
+    assert set(val_auroc) == {(k, C) for k in (3, 4, 6) for C in (1e-3, 1e-2, 1e-1, 1.0)}
+    assert val_auroc[model.k_max, model.model[-1].C] == max(val_auroc.values())
     assert roc_auc_score(test[2], model.score(*test[:2])) > 0.8
     gc = baselines.GCContent().fit(*train)
     assert abs(roc_auc_score(test[2], gc.score(*test[:2])) - 0.5) < 0.1

@@ -60,10 +60,18 @@ class KmerLogistic:
         return self.model.predict_proba(kmer_spectrum(tokens, lengths, self.k_max))[:, 1]
 
 
-def select_kmer_logistic(train: tuple, val: tuple, Cs=(1e-3, 1e-2, 1e-1), k_max: int = 6,
+def select_kmer_logistic(train: tuple, val: tuple, Cs=(1e-3, 1e-2, 1e-1, 1.0), k_maxes=(3, 4, 6),
                          seed: int = 0) -> tuple[KmerLogistic, dict]:
-    """Fit one KmerLogistic per C on (tokens, lengths, labels) of train; keep the best validation AUROC."""
-    fitted = {C: KmerLogistic(k_max, C, seed).fit(*train) for C in Cs}
-    val_auroc = {C: float(roc_auc_score(val[2], m.score(val[0], val[1]))) for C, m in fitted.items()}
-    best = max(val_auroc, key=val_auroc.get)
-    return fitted[best], val_auroc
+    """Fit one KmerLogistic per (k_max, C) on (tokens, lengths, labels) of train; keep the best validation
+    AUROC. Returns the model and the validation AUROC of every (k_max, C)."""
+    spectra = [kmer_spectrum(part[0], part[1], max(k_maxes)) for part in (train, val)]
+    fitted, val_auroc = {}, {}
+    for k in k_maxes:
+        width = sum(4**j for j in range(1, k + 1))  # the spectrum's 1..k-mer columns come first
+        for C in Cs:
+            model = KmerLogistic(k, C, seed)
+            model.model.fit(spectra[0][:, :width], train[2])
+            fitted[k, C] = model
+            val_score = model.model.predict_proba(spectra[1][:, :width])[:, 1]
+            val_auroc[k, C] = float(roc_auc_score(val[2], val_score))
+    return fitted[max(val_auroc, key=val_auroc.get)], val_auroc
