@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from seq2epi import evaluate, sequence
@@ -35,3 +36,29 @@ def test_unlabelled_rows_of_a_target_are_left_out():
     results, curves = evaluate.evaluate_target(two, probs, target=1, n_boot=100)
     assert len(curves["transformer"][0]) == 50
     assert results["transformer"]["auroc"] == pytest.approx(1.0)
+
+
+def predictions(seed: int, noise: float):
+    """A predictions frame of 03_evaluate: 200 val and 200 test rows, scores = labels + seeded noise."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"split": ["val"] * 200 + ["test"] * 200, "row": np.arange(400),
+                          "label_H3K4me3": rng.integers(0, 2, 400).astype(float)})
+    frame["score_H3K4me3"] = frame["label_H3K4me3"] + np.random.default_rng(seed).normal(0, noise, 400)
+    return frame
+
+
+def test_an_ensemble_averages_members_and_is_scored_with_a_val_threshold():
+    members = {f"seed{s}": predictions(s, 1.0) for s in range(5)}
+    mean = evaluate.mean_predictions(members)
+    assert np.allclose(mean["score_H3K4me3"], np.mean([m["score_H3K4me3"] for m in members.values()], 0))
+    single = evaluate.score_predictions(members["seed0"], n_boot=100)["H3K4me3"]
+    ensemble = evaluate.score_predictions(mean, n_boot=100)["H3K4me3"]
+    assert ensemble["auroc"] > single["auroc"] + 0.05  # independent noise averages out
+    assert {"ci95", "val_auroc", "threshold"} <= set(ensemble)
+
+
+def test_an_ensemble_refuses_members_of_another_split():
+    other = predictions(1, 1.0)
+    other.loc[0, "split"] = "test"
+    with pytest.raises(ValueError, match="b: its predictions hold other rows, labels or marks than a's"):
+        evaluate.mean_predictions({"a": predictions(0, 1.0), "b": other})

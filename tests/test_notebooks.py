@@ -63,6 +63,19 @@ def test_compare_makes_a_record_of_its_own(smoke_record, workbook, monkeypatch):
     assert compare.name.endswith("compare_kmers")
     table = pd.read_csv(compare / "comparison.tsv", sep="\t")
     assert len(table) == 2 and (compare / "figures" / "compare_val_auc.png").exists()
+    assert not (compare / "ensemble.tsv").exists()
+
+
+def test_compare_scores_an_ensemble_of_records(smoke_record, workbook, monkeypatch):
+    assert (smoke_record / "predictions.tsv.gz").exists()
+    twin = smoke_record.with_name(smoke_record.name + "_twin")
+    shutil.copytree(smoke_record, twin)
+    args = ["compare", smoke_record.name, twin.name, "--by", "seed", "--ensemble", "-q"]
+    assert run(workbook, monkeypatch, *args) == 0
+    table = pd.read_csv(newest_record(workbook) / "ensemble.tsv", sep="\t")
+    assert list(table["model"]) == [smoke_record.name, twin.name, "ensemble (mean)"]
+    assert table["auroc"].nunique() == 1  # the mean of a record and its copy is that record
+    shutil.rmtree(twin)
 
 
 def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(smoke_record, workbook, monkeypatch):

@@ -26,7 +26,8 @@ def _stage_by_prefix(prefix: str) -> str:
 
 def _compare(args) -> None:
     root = experiments.project_root()
-    record = experiments.run_compare(args.records, args.by, root, args.at_epoch, progress=not args.quiet)
+    record = experiments.run_compare(args.records, args.by, root, args.at_epoch, progress=not args.quiet,
+                                     ensemble=args.ensemble)
     print(f"record: {record}")
 
 
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("records", nargs="+", help="experiment ids (newest record) or record folder names")
     compare.add_argument("--by", required=True, help="the parameter that varies, e.g. kmers")
     compare.add_argument("--at-epoch", type=int, default=0, help="epoch for the table (0: each run's best)")
+    compare.add_argument("--ensemble", action="store_true",
+                         help="also score the mean of the records' predictions (records of one split)")
     compare.add_argument("-q", "--quiet", action="store_true")
     compare.set_defaults(func=_compare)
 

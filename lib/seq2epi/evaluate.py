@@ -48,3 +48,34 @@ def summary_table(results: dict) -> pd.DataFrame:
                 row[key] = f"{m[key]:.3f} [{low:.3f}, {high:.3f}]"
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mean_predictions(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """An ensemble's predictions: the members' scores averaged (frames of 03_evaluate's predictions.tsv.gz,
+    keyed by record); every member must hold the same val/test rows, labels and marks (one split)."""
+    (first_name, first), *_ = frames.items()
+    keys = [c for c in first.columns if not c.startswith("score_")]
+    scores = [c for c in first.columns if c.startswith("score_")]
+    for name, frame in frames.items():
+        if list(frame.columns) != list(first.columns) or not frame[keys].equals(first[keys]):
+            raise ValueError(f"{name}: its predictions hold other rows, labels or marks than {first_name}'s; "
+                             "an ensemble needs records of one dataset and split")
+    mean = first[keys].copy()
+    mean[scores] = np.mean([frame[scores].to_numpy() for frame in frames.values()], axis=0)
+    return mean
+
+
+def score_predictions(frame: pd.DataFrame, criterion: str = "mcc", n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per mark of a predictions frame: the threshold chosen on its val rows, test metrics with bootstrap
+    intervals, and the validation AUROC."""
+    results = {}
+    for column in (c for c in frame.columns if c.startswith("label_")):
+        mark = column.removeprefix("label_")
+        labelled = frame[frame[column].notna()]
+        val, test = (labelled[labelled["split"] == name] for name in ("val", "test"))
+        y_val, y_test = val[column].astype(int), test[column].astype(int)
+        threshold = metrics.choose_threshold(y_val, val[f"score_{mark}"], criterion)
+        results[mark] = metrics.binary_metrics(y_test, test[f"score_{mark}"], threshold)
+        results[mark]["ci95"] = metrics.bootstrap_ci(y_test, test[f"score_{mark}"], threshold, n_boot, seed)
+        results[mark]["val_auroc"] = metrics.binary_metrics(y_val, val[f"score_{mark}"])["auroc"]
+    return results

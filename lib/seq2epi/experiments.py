@@ -213,11 +213,13 @@ def _experiment_of(record: Path) -> str | None:
     return (yaml.safe_load(params.read_text()) or {}).get("experiment") if params.exists() else None
 
 
-def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progress: bool = True) -> Path:
-    """Execute 05_compare over existing records into a record of its own."""
+def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progress: bool = True,
+                ensemble: bool = False) -> Path:
+    """Execute 05_compare over existing records into a record of its own (with `ensemble`, their mean too)."""
     records = [find_record(root / "executed", n) for n in names]
     record = new_record_dir(root / "executed", f"compare_{by}")
-    params = {"records": [str(r.resolve()) for r in records], "by": by, "at_epoch": at_epoch}
+    params = {"records": [str(r.resolve()) for r in records], "by": by, "at_epoch": at_epoch,
+              "ensemble": ensemble}
     (record / "parameters.yaml").write_text(yaml.safe_dump({**params, "experiment": f"compare_{by}"}))
     execute(root / "notebooks" / f"{COMPARE_STAGE}.ipynb", record, params, progress)
     write_index(root / "executed")
