@@ -15,7 +15,7 @@ from seq2epi.intervals import (
     read_gff_genes,
     read_labelled_windows,
     read_peaks,
-    split_by_chromosome,
+    split_by_region,
     summit_windows,
     window_scores,
 )
@@ -71,6 +71,20 @@ def test_read_peaks_empty_and_missing(tmp_path):
         read_peaks(tmp_path / "nope.bed", SIZES)
 
 
+def test_read_peaks_from_labelled_windows_keeps_label_1_of_the_mark(tmp_path):
+    path = tmp_path / "windows.bed"
+    path.write_text("#chrom\tstart\tend\tmark\tsplit\tlabel\nchr1\t0\t10\tK4\ttrain\t1\n"
+                    "chr1\t10\t20\tK4\ttrain\t0\nchr1\t20\t30\tK27\ttest\t1\n")
+    sizes = {"chr1": 100}
+    assert read_peaks(path, sizes, mark="K4")["start"].tolist() == [0]
+    assert read_peaks(path, sizes)["start"].tolist() == [0, 20]
+    with pytest.raises(ValueError, match="has no peak records labelled 1 for K9"):
+        read_peaks(path, sizes, mark="K9")
+    path.write_text("#chrom\tstart\tend\tmark\tsplit\tlabel\nchr1\t0\t10\tK4\n")
+    with pytest.raises(ValueError, match="line 2: expected the columns its header names, found 4"):
+        read_peaks(path, sizes, mark="K4")
+
+
 def test_read_peaks_clips_and_drops_past_chrom_end(tmp_path):
     path = write(tmp_path, "chr3\t2\t8\nchr3\t5\t14\nchr2\t20\t30\nchr3\t10\t12\n")
     with pytest.warns(UserWarning, match=r"peaks\.bed: clipped 2 peak\(s\).*dropped 1") as record:
@@ -121,14 +135,18 @@ def test_background_windows_use_every_free_position_and_raise_when_too_few():
         background_windows(peaks, sizes, window=8, n=7, seed=0)
 
 
-def test_split_by_chromosome():
-    df = pd.DataFrame({"chrom": ["chr1", "chr2", "chr3", "chr1"], "start": 0, "end": 1})
-    split = split_by_chromosome(df, val_chroms=["chr2"], test_chroms=["chr3"])
-    assert split.tolist() == ["train", "val", "test", "train"]
-    with pytest.raises(ValueError, match="both validation and test"):
-        split_by_chromosome(df, ["chr2"], ["chr2"])
-    with pytest.raises(ValueError, match=r"\['Chr2'\] do not occur .*chr1, chr2, chr3"):
-        split_by_chromosome(df, ["Chr2"], [])
+def test_split_by_region_holds_out_chromosomes_or_regions():
+    df = pd.DataFrame({"chrom": ["chr1", "chr2", "chr3", "chr1", "chr1"], "start": [0, 0, 0, 100, 290],
+                       "end": [10, 10, 10, 110, 320]})
+    assert split_by_region(df, ["chr2"], ["chr3"]).tolist() == ["train", "val", "test", "train", "train"]
+    split = split_by_region(df, ["chr1:100-200"], ["chr1:300-400", "chr3"])  # by the window's centre
+    assert split.tolist() == ["train", "train", "test", "val", "test"]
+    with pytest.raises(ValueError, match="validation region chr2 and test region chr2:5-9 overlap"):
+        split_by_region(df, ["chr2"], ["chr2:5-9"])
+    with pytest.raises(ValueError, match=r"test region\(s\) \['Chr2:0-5'\] lie on .*chr1, chr2, chr3"):
+        split_by_region(df, [], ["Chr2:0-5"])
+    with pytest.raises(ValueError, match="is not of the form chrom:start-end"):
+        split_by_region(df, ["chr1:9-3"], [])
 
 
 def test_read_gff_genes():

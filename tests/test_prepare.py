@@ -192,6 +192,32 @@ def test_from_genome_exclude_bed_keeps_its_windows_out_of_both_classes(gc_sheet,
     assert data["excluded"] == 3 and (data["labels"] == 1).sum() == 29 and (data["labels"] == 0).sum() == 58
 
 
+def test_from_genome_inline_samples_labelled_peaks_and_held_out_regions(gc_sheet):
+    """The rice-subset case: peaks from a BED of labelled windows, one chromosome split into regions."""
+    labelled = ["#chrom\tstart\tend\tmark\tsplit\tlabel\n"]
+    for line in (gc_sheet.parent / "peaks.bed").read_text().splitlines():
+        chrom, start, end = line.split("\t")
+        labelled.append(f"{chrom}\t{start}\t{end}\tK4\ttrain\t1\n")
+        labelled.append(f"{chrom}\t{end}\t{int(end) + 200}\tK4\ttrain\t0\n")
+        labelled.append(f"{chrom}\t{start}\t{end}\tK27\ttrain\t0\n")
+    (gc_sheet.parent / "labelled.bed").write_text("".join(labelled))
+    samples = prepare.sample_rows([{"variety": "v1", "mark": "K4", "fasta": "g.fa", "peaks": "labelled.bed"}],
+                                  gc_sheet.parent)
+    data = prepare.from_genome(samples, "K4", 100, 1.0, ["c1:0-10000"], ["c1:30000-40000", "c3"], seed=0,
+                               background="gc_matched")
+    table = data["table"]
+    assert (table["label"] == 1).sum() == 32  # the K4 label-1 rows only
+    centre = (table["start"] + table["end"]) // 2
+    on_c1 = table["chrom"] == "c1"
+    assert set(table.loc[on_c1 & (centre < 10000), "split"]) == {"val"}
+    assert set(table.loc[on_c1 & (centre >= 30000), "split"]) == {"test"}
+    assert set(table.loc[table["chrom"] == "c2", "split"]) == {"train"}
+    with pytest.raises(ValueError, match="the sample sheet has no sample of mark 'K27'"):
+        prepare.from_genome(samples, "K27", 100, 1.0, ["c2"], ["c3"], seed=0)
+    with pytest.raises(ValueError, match="the samples parameter: sample sheet lacks column"):
+        prepare.sample_rows([{"variety": "v1", "fasta": "g.fa"}], gc_sheet.parent)
+
+
 def test_centre_crop_keeps_the_middle():
     assert prepare.centre_crop(["AACCGGTT", "ACG"], 4) == ["CCGG", "ACG"]
     assert prepare.centre_crop(["AACCGGTTA"], 4) == ["CCGG"]

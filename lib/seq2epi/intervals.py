@@ -32,12 +32,20 @@ def _int(value: str, what: str, where: str) -> int:
         raise ValueError(f"{where}: {what} must be an integer, got {value!r}.") from None
 
 
-def read_peaks(path, chrom_sizes: dict[str, int]) -> pd.DataFrame:
-    """Peaks from BED3+ or narrowPeak as chrom,start,end,summit (summit absolute; peak centre when absent)."""
+def read_peaks(path, chrom_sizes: dict[str, int], mark: str | None = None) -> pd.DataFrame:
+    """Peaks from BED3+ or narrowPeak as chrom,start,end,summit (summit absolute; peak centre when absent).
+
+    A BED of labelled windows, whose '#chrom' header names a `label` column (and maybe `mark`), gives its
+    label-1 rows (of `mark`, when both are given) as the peaks.
+    """
     path = Path(path)
-    rows = []
+    rows, label_at, mark_at = [], None, None
     with _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
+            if line.startswith("#chrom"):
+                names = line[1:].rstrip("\r\n").split("\t")
+                label_at = names.index("label") if "label" in names else None
+                mark_at = names.index("mark") if "mark" in names and mark is not None else None
             if not line.strip() or line.startswith(_HEADER_PREFIXES):
                 continue
             where = f"{path} line {lineno}"
@@ -46,6 +54,11 @@ def read_peaks(path, chrom_sizes: dict[str, int]) -> pd.DataFrame:
                 fields = line.split()
             if len(fields) < 3:
                 raise ValueError(f"{where}: expected at least 3 tab-separated columns (chrom, start, end).")
+            if label_at is not None:
+                if len(fields) <= max(label_at, mark_at or 0):
+                    raise ValueError(f"{where}: expected the columns its header names, found {len(fields)}.")
+                if fields[label_at] != "1" or mark_at is not None and fields[mark_at] != mark:
+                    continue
             chrom = fields[0]
             start, end = _int(fields[1], "start", where), _int(fields[2], "end", where)
             if not 0 <= start < end:
@@ -64,7 +77,8 @@ def read_peaks(path, chrom_sizes: dict[str, int]) -> pd.DataFrame:
                     summit = start + offset
             rows.append((chrom, start, end, summit))
     if not rows:
-        raise ValueError(f"{path} has no peak records (the file is empty or only has header lines).")
+        chosen = "" if label_at is None else f" labelled 1{'' if mark_at is None else f' for {mark}'}"
+        raise ValueError(f"{path} has no peak records{chosen} (the file is empty or only has header lines).")
     peaks = pd.DataFrame(rows, columns=["chrom", "start", "end", "summit"])
     size = peaks["chrom"].map(chrom_sizes)
     past = peaks["end"] > size
@@ -212,21 +226,32 @@ def gc_matched_background(peaks: pd.DataFrame, genome, window: int, n: int, seed
     return _nth_windows(free, n_starts, seen[chosen][order], window).assign(gc=gc[chosen][order])
 
 
-def split_by_chromosome(df: pd.DataFrame, val_chroms: list[str], test_chroms: list[str]) -> np.ndarray:
-    """'train' / 'val' / 'test' per row of `df` by its chromosome."""
-    both = set(val_chroms) & set(test_chroms)
-    if both:
-        raise ValueError(f"chromosomes {sorted(both)} are listed as both validation and test.")
+def held_out_region(text: str) -> tuple[str, int, float]:
+    """A held-out chromosome ('chr03') or region ('chr01:350000-500000') as (chrom, start, end)."""
+    return parse_region(text) if ":" in text else (text, 0, np.inf)
+
+
+def split_by_region(df: pd.DataFrame, val: list[str], test: list[str]) -> np.ndarray:
+    """'train' / 'val' / 'test' per window of `df` (chrom, start, end): held out when its centre lies in one
+    of the chromosomes or chrom:start-end regions listed for validation or test."""
+    regions = {"val": [(r, *held_out_region(r)) for r in val],
+               "test": [(r, *held_out_region(r)) for r in test]}
     present = set(df["chrom"])
-    for kind, chroms in (("validation", val_chroms), ("test", test_chroms)):
-        missing = [c for c in chroms if c not in present]
+    for kind, what in (("val", "validation"), ("test", "test")):
+        missing = [name for name, chrom, *_ in regions[kind] if chrom not in present]
         if missing:
-            names = _chrom_list(sorted(present))
-            raise ValueError(
-                f"{kind} chromosome(s) {missing} do not occur in the windows (which have {names})."
-            )
-    chrom = df["chrom"].to_numpy()
-    return np.where(np.isin(chrom, test_chroms), "test", np.where(np.isin(chrom, val_chroms), "val", "train"))
+            raise ValueError(f"{what} region(s) {missing} lie on chromosomes without windows (the windows "
+                             f"are on {_chrom_list(sorted(present))}).")
+    for v_name, v_chrom, v_start, v_end in regions["val"]:
+        for t_name, t_chrom, t_start, t_end in regions["test"]:
+            if v_chrom == t_chrom and v_start < t_end and t_start < v_end:
+                raise ValueError(f"validation region {v_name} and test region {t_name} overlap.")
+    chrom, centre = df["chrom"].to_numpy(), ((df["start"] + df["end"]) // 2).to_numpy()
+    split = np.full(len(df), "train", dtype=object)
+    for kind in ("val", "test"):
+        for _, name, start, end in regions[kind]:
+            split[(chrom == name) & (centre >= start) & (centre < end)] = kind
+    return split.astype(str)
 
 
 def read_gff_genes(path) -> pd.DataFrame:

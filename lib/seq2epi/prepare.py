@@ -142,47 +142,62 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
             "marks": marks, "balance": balance}
 
 
-def read_sample_sheet(path: Path) -> pd.DataFrame:
-    """A TSV of variety, mark, fasta, peaks; file paths relative to the sheet's folder become absolute."""
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#")
+def _sample_table(sheet: pd.DataFrame, base: Path, where: str) -> pd.DataFrame:
     missing = [c for c in SAMPLE_COLUMNS if c not in sheet.columns]
     if missing:
-        raise ValueError(f"{path}: sample sheet lacks column(s) {', '.join(missing)}; expected a TSV with "
-                         f"columns {', '.join(SAMPLE_COLUMNS)}")
+        raise ValueError(f"{where}: sample sheet lacks column(s) {', '.join(missing)}; expected columns "
+                         f"{', '.join(SAMPLE_COLUMNS)}")
     for column in ("fasta", "peaks"):
-        sheet[column] = [str((Path(path).parent / p).resolve()) for p in sheet[column]]
+        sheet[column] = [str((base / p).resolve()) for p in sheet[column]]
     return sheet
 
 
-def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positive: float,
+def read_sample_sheet(path: Path) -> pd.DataFrame:
+    """A TSV of variety, mark, fasta, peaks; file paths relative to the sheet's folder become absolute."""
+    return _sample_table(pd.read_csv(path, sep="\t", dtype=str, comment="#"), Path(path).parent, str(path))
+
+
+def sample_rows(samples: list[dict], data_dir: Path) -> pd.DataFrame:
+    """The `samples` parameter (a sample sheet written in the experiment's YAML) as a sample sheet; file paths
+    relative to `data_dir` become absolute."""
+    return _sample_table(pd.DataFrame(samples, dtype=str), Path(data_dir), "the samples parameter")
+
+
+def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negatives_per_positive: float,
                 val_chroms: list[str], test_chroms: list[str], seed: int, max_sequences: int = 0,
                 max_n_fraction: float = 0.1, background: str = "random",
                 exclude_bed: Path | None = None) -> dict:
     """Windows centred on the mark's peak summits (label 1) and windows off any peak (label 0), per variety;
-    windows with more than `max_n_fraction` N are rejected, and the split holds out whole chromosomes.
+    windows with more than `max_n_fraction` N are rejected, and the split holds out the chromosomes or
+    chrom:start-end regions of `val_chroms` and `test_chroms` (intervals.split_by_region).
+
+    `sample_sheet` is a TSV path or a table from read_sample_sheet / sample_rows; peaks files may be BEDs of
+    labelled windows (intervals.read_peaks).
 
     background "random" draws negatives uniformly off the peaks, "gc_matched" matches the positives' GC
     histogram; windows overlapping `exclude_bed` are neither positives nor negatives (`excluded` counts the
     positives dropped).
     """
     if not val_chroms or not test_chroms:
-        raise ValueError("genome mode needs val_chroms and test_chroms: the chromosomes held out for "
-                         "validation and test")
+        raise ValueError("genome mode needs val_chroms and test_chroms: the chromosomes or regions held out "
+                         "for validation and test")
     if background not in ("random", "gc_matched"):
         raise ValueError(f"background must be 'random' or 'gc_matched', got {background!r}")
-    sheet = read_sample_sheet(sample_sheet)
+    is_table = isinstance(sample_sheet, pd.DataFrame)
+    sheet = sample_sheet if is_table else read_sample_sheet(sample_sheet)
     rows = sheet[sheet["mark"] == mark]
     if rows.empty:
-        marks = sorted(set(sheet["mark"]))
-        raise ValueError(f"{sample_sheet} has no sample of mark {mark!r}; its marks are {marks}")
+        where, marks = "the sample sheet" if is_table else sample_sheet, sorted(set(sheet["mark"]))
+        raise ValueError(f"{where} has no sample of mark {mark!r}; its marks are {marks}")
     tables, tokens, excluded = [], [], 0
     for n, sample in enumerate(rows.itertuples()):
         genome = sequence.Genome(sample.fasta)
-        unknown = set(val_chroms + test_chroms) - set(genome.chrom_sizes)
+        held_chroms = {intervals.held_out_region(r)[0] for r in val_chroms + test_chroms}
+        unknown = held_chroms - set(genome.chrom_sizes)
         if unknown:
             raise ValueError(f"held-out chromosome(s) {sorted(unknown)} are not in {sample.fasta}; "
                              f"it has {list(genome.chrom_sizes)}")
-        peaks = intervals.read_peaks(sample.peaks, genome.chrom_sizes)
+        peaks = intervals.read_peaks(sample.peaks, genome.chrom_sizes, mark)
         exclude = None if exclude_bed is None else intervals.read_peaks(exclude_bed, genome.chrom_sizes)
         positives = intervals.summit_windows(peaks, window, genome.chrom_sizes).assign(label=1)
         if exclude is not None:
@@ -210,7 +225,7 @@ def from_genome(sample_sheet: Path, mark: str, window: int, negatives_per_positi
                       f"rejected ({positives} of them positives)", stacklevel=2)
         table = table[~n_rich].reset_index(drop=True)
         tokens = [t for t, bad in zip(tokens, n_rich, strict=True) if not bad]
-    table["split"] = intervals.split_by_chromosome(table, list(val_chroms), list(test_chroms))
+    table["split"] = intervals.split_by_region(table, list(val_chroms), list(test_chroms))
     keep = np.concatenate([_subsample(part, max_sequences, seed).index for _, part in table.groupby("split")])
     keep.sort()
     table = table.loc[keep].reset_index(drop=True)
