@@ -145,6 +145,7 @@ def test_split_by_region_holds_out_chromosomes_or_regions():
         split_by_region(df, ["chr2"], ["chr2:5-9"])
     with pytest.raises(ValueError, match=r"test region\(s\) \['Chr2:0-5'\] lie on .*chr1, chr2, chr3"):
         split_by_region(df, [], ["Chr2:0-5"])
+    assert (split_by_region(df, [], ["Chr2:0-5"], require_present=False) == "train").all()
     with pytest.raises(ValueError, match="is not of the form chrom:start-end"):
         split_by_region(df, ["chr1:9-3"], [])
 

@@ -229,7 +229,8 @@ def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progre
 def summarize_record(record: Path) -> dict:
     """One INDEX.md row from a record's parameters.yaml, history.tsv and metrics.json."""
     params = yaml.safe_load((record / "parameters.yaml").read_text()) or {}
-    data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet"),
+    samples = params.get("samples") or [{}]
+    data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet") or samples[0].get("fasta"),
             "simulate": "simulated genome"}.get(params.get("input"), "")
     trained = (record / "02_train.ipynb").exists()
     if not (record / "01_data_prep.ipynb").exists():  # a map of another record's model

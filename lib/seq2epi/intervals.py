@@ -231,15 +231,17 @@ def held_out_region(text: str) -> tuple[str, int, float]:
     return parse_region(text) if ":" in text else (text, 0, np.inf)
 
 
-def split_by_region(df: pd.DataFrame, val: list[str], test: list[str]) -> np.ndarray:
+def split_by_region(df: pd.DataFrame, val: list[str], test: list[str], require_present: bool = True
+                    ) -> np.ndarray:
     """'train' / 'val' / 'test' per window of `df` (chrom, start, end): held out when its centre lies in one
-    of the chromosomes or chrom:start-end regions listed for validation or test."""
+    of the chromosomes or chrom:start-end regions listed for validation or test (each region's chromosome
+    must hold windows, unless not `require_present`)."""
     regions = {"val": [(r, *held_out_region(r)) for r in val],
                "test": [(r, *held_out_region(r)) for r in test]}
     present = set(df["chrom"])
     for kind, what in (("val", "validation"), ("test", "test")):
         missing = [name for name, chrom, *_ in regions[kind] if chrom not in present]
-        if missing:
+        if missing and require_present:
             raise ValueError(f"{what} region(s) {missing} lie on chromosomes without windows (the windows "
                              f"are on {_chrom_list(sorted(present))}).")
     for v_name, v_chrom, v_start, v_end in regions["val"]:
