@@ -7,7 +7,7 @@ import torch
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.sequence import PAD
-from seq2epi.train import HISTORY_COLUMNS, TrainConfig, _loss, fit, load_checkpoint, lr_at
+from seq2epi.train import HISTORY_COLUMNS, TrainConfig, _loss, fit, init_from, load_checkpoint, lr_at
 
 MOTIF = np.array([0, 1, 2, 3, 3, 2], dtype=np.uint8)  # ACGTTG
 
@@ -84,6 +84,19 @@ def test_load_checkpoint(full_run, data):
     assert best["history"][-1]["val_auc"] == history.val_auc.max()
     with pytest.raises(FileNotFoundError):
         load_checkpoint(out / "missing.pt")
+
+
+def test_init_from_copies_a_checkpoint_of_the_same_architecture(full_run, data):
+    _, _, out = full_run
+    trained, _ = load_checkpoint(out / "best.pt")
+    torch.manual_seed(5)
+    fresh = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.3))
+    init_from(fresh, out / "best.pt").eval()
+    x = torch.stack([data[1][i][0] for i in range(8)])
+    torch.testing.assert_close(fresh(x), trained(x))
+    other = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=2, kmers=(7,)))
+    with pytest.raises(ValueError, match=r"best.pt: its model differs .* \{'nlayers': \(1, 2\)\}"):
+        init_from(other, out / "best.pt")
 
 
 def test_noam_schedule():

@@ -251,3 +251,16 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Nucle
     model = NucleicTransformer(ModelConfig(**ck["model_config"]))
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), ck
+
+
+def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTransformer:
+    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match."""
+    source, _ = load_checkpoint(path)
+    mine, theirs = asdict(model.config), asdict(source.config)
+    shape = [k for k in mine if k not in ("dropout", "attention")]  # what the weights' shapes depend on
+    differ = {k: (theirs[k], mine[k]) for k in shape if theirs[k] != mine[k]}
+    if differ:
+        raise ValueError(f"{path}: its model differs from this experiment's in {differ} (checkpoint, "
+                         "experiment); starting from its weights needs the same architecture.")
+    model.load_state_dict(source.state_dict())
+    return model
