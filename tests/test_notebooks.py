@@ -90,6 +90,14 @@ def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(smoke_record,
     assert resumed["transformer"] == uninterrupted["transformer"]
 
 
+def test_training_as_a_torchrun_job_of_two_processes(workbook, monkeypatch):
+    assert run(workbook, monkeypatch, "run", "smoke", "-q", "--stages", "01,02", "-p", "nproc=2") == 0
+    record = newest_record(workbook)
+    history = pd.read_csv(record / "history.tsv", sep="\t")
+    assert list(history["epoch"]) == [1, 2] and (record / "artifacts" / "checkpoints" / "best.pt").exists()
+    assert "2 processes (torchrun, DistributedDataParallel)" in (record / "02_train.ipynb").read_text()
+
+
 def test_a_failing_cell_exits_non_zero_naming_the_notebook_and_the_error(workbook, monkeypatch, capsys):
     assert run(workbook, monkeypatch, "run", "smoke", "-q", "--stages", "01", "-p", "input=bogus") == 1
     err = capsys.readouterr().err
