@@ -14,7 +14,7 @@ import yaml
 
 from seq2epi import experiments
 
-MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR (1-6)"}
+MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR"}
 
 
 def cell(metrics: dict, key: str) -> str:
@@ -30,6 +30,8 @@ def rows(record: Path) -> list[str]:
     for mark, per_model in metrics["marks"].items():
         for key, name in MODELS.items():
             m = per_model[key]
+            if key == "kmer_logistic":  # 1..k-mers, k chosen on validation (records before: 1..6)
+                name = f"{MODELS[key]} (1-{m.get('k_max', 6)})"
             gap = f"{m['auroc'] - 0.95:+.3f} / {m['mcc'] - 0.75:+.3f}" if key == "transformer" else ""
             link = f"[{record.name}](../executed/{record.name}/)" + (f" {command}" if gap else "")
             out.append(f"| {mark} | {name} | {cell(m, 'auroc')} | {cell(m, 'auprc')} | {cell(m, 'mcc')} "

@@ -24,6 +24,7 @@ def test_evaluate_target_scores_the_transformer_beside_the_baselines():
     assert results["transformer"]["ci95"]["auroc"] == (1.0, 1.0)
     assert 0.3 < results["gc_content"]["auroc"] < 0.7
     assert len(curves["kmer_logistic"][0]) == 100
+    assert results["kmer_logistic"]["k_max"] in (3, 4, 6) and results["kmer_logistic"]["C"] > 0
     table = evaluate.summary_table({"H3K4me3": results})
     assert table.loc[0, "auroc"] == "1.000 [1.000, 1.000]" and len(table) == 3
 

@@ -34,6 +34,7 @@ def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = 
         results[name] = metrics.binary_metrics(test[2], test_score, threshold)
         results[name]["ci95"] = metrics.bootstrap_ci(test[2], test_score, threshold, n_boot, seed)
         curves[name] = (test[2], test_score)
+    results["kmer_logistic"].update(k_max=kmer.k_max, C=float(kmer.model[-1].C))  # chosen on validation
     return results, curves
 
 
