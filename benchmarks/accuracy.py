@@ -2,14 +2,16 @@
 
     python benchmarks/accuracy.py smep_h3k4me3 smep_h3k27me3 smep_h3k9ac 0503_train1 ...
 
-Each experiment's newest record gives one row per model (transformer, GC content, k-mer logistic regression):
-test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target (AUROC 0.95, MCC 0.75).
+Each experiment's newest record (or a record folder's name) gives one row per model (transformer, GC content,
+k-mer logistic regression): test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target
+(AUROC 0.95, MCC 0.75), and the transformer's validation AUROC at its chosen epoch (what selection saw).
 """
 
 import argparse
 import json
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from seq2epi import experiments
@@ -26,16 +28,18 @@ def rows(record: Path) -> list[str]:
     params = yaml.safe_load((record / "parameters.yaml").read_text())
     metrics = json.loads((record / "metrics.json").read_text())
     command = f"`seq2epi run {params['experiment']}`"
+    val_auc = pd.read_csv(record / "history.tsv", sep="\t")["val_auc"].max()
     out = []
     for mark, per_model in metrics["marks"].items():
         for key, name in MODELS.items():
             m = per_model[key]
-            if key == "kmer_logistic":  # 1..k-mers, k chosen on validation (records before: 1..6)
-                name = f"{MODELS[key]} (1-{m.get('k_max', 6)})"
+            if key == "kmer_logistic" and "k_max" in m:  # 1..k-mers, k chosen on validation
+                name = f"{MODELS[key]} (1-{m['k_max']})"
             gap = f"{m['auroc'] - 0.95:+.3f} / {m['mcc'] - 0.75:+.3f}" if key == "transformer" else ""
+            val = f"{val_auc:.3f}" if key == "transformer" and len(metrics["marks"]) == 1 else ""
             link = f"[{record.name}](../executed/{record.name}/)" + (f" {command}" if gap else "")
-            out.append(f"| {mark} | {name} | {cell(m, 'auroc')} | {cell(m, 'auprc')} | {cell(m, 'mcc')} "
-                       f"| {gap} | {link} |")
+            out.append(f"| {mark} | {name} | {val} | {cell(m, 'auroc')} | {cell(m, 'auprc')} "
+                       f"| {cell(m, 'mcc')} | {gap} | {link} |")
     return out
 
 
@@ -45,9 +49,9 @@ def main() -> None:
     parser.add_argument("experiments", nargs="+")
     args = parser.parse_args()
     executed = experiments.project_root() / "executed"
-    print("| mark | model | test AUROC [95 % CI] | test AUPRC [95 % CI] | test MCC [95 % CI] "
+    print("| mark | model | val AUROC | test AUROC [95 % CI] | test AUPRC [95 % CI] | test MCC [95 % CI] "
           "| gap to 0.95 / 0.75 | record, command |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.experiments:
         print("\n".join(rows(experiments.find_record(executed, name))))
 
