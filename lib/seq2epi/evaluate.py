@@ -13,6 +13,14 @@ def _labelled(part: tuple, target: int) -> tuple:
     return tokens[rows], lengths[rows], labels[rows].astype(int), rows
 
 
+def _test_metrics(y_val, val_score, y_test, test_score, criterion: str, n_boot: int, seed: int) -> dict:
+    """The protocol: the threshold chosen on validation, test metrics at it with bootstrap 95 % intervals."""
+    threshold = metrics.choose_threshold(y_val, val_score, criterion)
+    result = metrics.binary_metrics(y_test, test_score, threshold)
+    result["ci95"] = metrics.bootstrap_ci(y_test, test_score, threshold, n_boot, seed)
+    return result
+
+
 def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
                     seed: int = 0) -> tuple[dict, dict]:
     """Test metrics (with bootstrap intervals) of the transformer and both baselines for one target.
@@ -30,9 +38,7 @@ def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = 
               "kmer_logistic": (kmer.score(*val[:2]), kmer.score(*test[:2]))}
     results, curves = {}, {}
     for name, (val_score, test_score) in scores.items():
-        threshold = metrics.choose_threshold(val[2], val_score, criterion)
-        results[name] = metrics.binary_metrics(test[2], test_score, threshold)
-        results[name]["ci95"] = metrics.bootstrap_ci(test[2], test_score, threshold, n_boot, seed)
+        results[name] = _test_metrics(val[2], val_score, test[2], test_score, criterion, n_boot, seed)
         curves[name] = (test[2], test_score)
     results["kmer_logistic"].update(k_max=kmer.k_max, C=float(kmer.model[-1].C))  # chosen on validation
     return results, curves
@@ -75,8 +81,7 @@ def score_predictions(frame: pd.DataFrame, criterion: str = "mcc", n_boot: int =
         labelled = frame[frame[column].notna()]
         val, test = (labelled[labelled["split"] == name] for name in ("val", "test"))
         y_val, y_test = val[column].astype(int), test[column].astype(int)
-        threshold = metrics.choose_threshold(y_val, val[f"score_{mark}"], criterion)
-        results[mark] = metrics.binary_metrics(y_test, test[f"score_{mark}"], threshold)
-        results[mark]["ci95"] = metrics.bootstrap_ci(y_test, test[f"score_{mark}"], threshold, n_boot, seed)
-        results[mark]["val_auroc"] = metrics.binary_metrics(y_val, val[f"score_{mark}"])["auroc"]
+        val_score, test_score = val[f"score_{mark}"], test[f"score_{mark}"]
+        results[mark] = _test_metrics(y_val, val_score, y_test, test_score, criterion, n_boot, seed)
+        results[mark]["val_auroc"] = metrics.binary_metrics(y_val, val_score)["auroc"]
     return results
