@@ -7,7 +7,7 @@ export SEQ2EPI_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data)
 # `make bench` runs the small model (a CPU); on a GPU server: make bench BENCH_ARGS=--compile
 BENCH_ARGS ?= --small
 
-.PHONY: demo test lint lab bench clean-venv
+.PHONY: demo test test-quick lint lab bench clean-venv
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest
+
+# the same without the slow tests (papermill, torchrun, msprime, snakemake): for the edit-test loop
+test-quick: $(VENV)/.installed lint
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check

@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from seq2epi.datasets import (
 from seq2epi.sequence import PAD, decode, encode, pad_batch
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 @pytest.fixture
@@ -163,8 +161,7 @@ def test_collate_trim_drops_all_pad_columns(windows):
     assert collate_trim([ds[0], ds[1]])[0].shape == (2, 6)
 
 
-@pytest.mark.skipif(not (SHARED / "rice_smep").is_dir(), reason="shared data absent")
-def test_read_real_smep_csv():
-    df = read_labeled_csv(SHARED / "rice_smep" / "H3K4me3_train.csv")
+def test_read_real_smep_csv(shared_data):
+    df = read_labeled_csv(shared_data / "rice_smep" / "H3K4me3_train.csv")
     assert len(df) == 2000 and df["label"].sum() == 1000
     assert df["sequence"].str.len().between(128, 799).all()

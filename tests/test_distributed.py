@@ -8,23 +8,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import motif_data
+from conftest import make_motif_data
 
 from seq2epi.train import TrainConfig, _evaluate, _val_metrics, load_checkpoint, make_loader
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent("""
     import sys
     import torch
     import torch.distributed as dist
     sys.path.insert(0, {tests!r})
-    from test_train import motif_data
-    from seq2epi.model import ModelConfig, NucleicTransformer
+    from conftest import make_motif_data, make_toy_model
     from seq2epi.train import TrainConfig, fit
 
-    torch.manual_seed(0)
-    model = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.1))
+    model = make_toy_model()
     cfg = TrainConfig(epochs=4, batch_size=16, schedule="constant", lr=1e-2, seed=1, distributed=True)
-    history = fit(model, motif_data(512, seed=0), motif_data(251, seed=1), cfg, sys.argv[1], progress=False)
+    train, val = make_motif_data(512, seed=0, rc_augment=True), make_motif_data(251, seed=1, rc_augment=True)
+    history = fit(model, train, val, cfg, sys.argv[1], progress=False)
     history.to_json(f"{{sys.argv[1]}}/history{{dist.get_rank()}}.json")
     dist.destroy_process_group()
 """)
@@ -51,7 +52,7 @@ def test_every_rank_reports_the_same_history_and_training_learns(ddp_run):
 
 def test_validation_covers_the_whole_set(ddp_run):
     model, ck = load_checkpoint(ddp_run / "last.pt")
-    val = motif_data(251, seed=1)  # odd: DistributedSampler pads one rank with a duplicate
+    val = make_motif_data(251, seed=1, rc_augment=True)  # odd: DistributedSampler pads one rank
     cpu = torch.device("cpu")
     y, logits = _evaluate(model, make_loader(val, TrainConfig(batch_size=64), cpu), cpu)
     single = _val_metrics(y, logits)

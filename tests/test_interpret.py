@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import MOTIF, make_motif_data, make_toy_model  # noqa: E402
 
-from seq2epi.datasets import WindowDataset  # noqa: E402
 from seq2epi.interpret import (  # noqa: E402
     attribution_logo,
     gradient_x_input,
@@ -15,24 +15,8 @@ from seq2epi.interpret import (  # noqa: E402
     saliency,
     top_kmers,
 )
-from seq2epi.model import ModelConfig, NucleicTransformer  # noqa: E402
 from seq2epi.sequence import PAD, decode  # noqa: E402
 from seq2epi.train import TrainConfig, fit  # noqa: E402
-
-MOTIF = np.array([0, 1, 2, 3, 3, 2], dtype=np.uint8)  # ACGTTG
-
-
-def motif_data(n: int, seed: int, length: int = 40) -> WindowDataset:
-    """Random windows of varied length; label 1 when MOTIF was planted."""
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, 4, (n, length)).astype(np.uint8)
-    lengths = rng.integers(30, length + 1, n)
-    labels = (np.arange(n) % 2).astype(np.float32)
-    for i in np.flatnonzero(labels):
-        at = rng.integers(0, lengths[i] - len(MOTIF) + 1)
-        tokens[i, at : at + len(MOTIF)] = MOTIF
-    tokens[np.arange(length) >= lengths[:, None]] = PAD
-    return WindowDataset(tokens, lengths, labels, seed=seed)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,10 +31,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A toy transformer trained a few epochs to find MOTIF."""
-    torch.manual_seed(0)
-    model = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,), dropout=0.1))
+    model = make_toy_model(kmers=(3,))
     cfg = TrainConfig(epochs=3, batch_size=32, schedule="constant", lr=1e-2, seed=1)
-    history = fit(model, motif_data(384, 0), motif_data(64, 1), cfg, tmp_path_factory.mktemp("ck"),
+    history = fit(model, make_motif_data(384, 0), make_motif_data(64, 1), cfg, tmp_path_factory.mktemp("ck"),
                   progress=False)
     assert history.val_auc.iloc[-1] > 0.85
     return model.eval()
@@ -58,7 +41,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def positives():
-    data = motif_data(48, seed=2)
+    data = make_motif_data(48, seed=2)
     keep = data.labels == 1
     return data.tokens[keep], data.lengths[keep]
 

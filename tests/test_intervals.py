@@ -1,4 +1,3 @@
-import os
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from seq2epi.intervals import (
 from seq2epi.sequence import Genome, gc_content
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 SIZES = {"chr1": 50, "chr2": 25, "chr3": 10}
 
 
@@ -167,9 +165,8 @@ def test_read_gff_errors(tmp_path):
         read_gff_genes(path)
 
 
-@pytest.mark.skipif(not (SHARED / "rice_irgsp1_subset").is_dir(), reason="shared data absent")
-def test_read_gff_genes_real_rice():
-    genes = read_gff_genes(SHARED / "rice_irgsp1_subset" / "genes.gff")
+def test_read_gff_genes_real_rice(shared_data):
+    genes = read_gff_genes(shared_data / "rice_irgsp1_subset" / "genes.gff")
     assert len(genes) == 30
     assert genes.iloc[0].tolist() == ["chr01", 2902, 10817, "+", "Os01g0100100"]
     assert set(genes["chrom"]) <= {"chr01", "chr02", "chr03"} and (genes["end"] <= 500_000).all()

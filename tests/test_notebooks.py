@@ -9,6 +9,8 @@ import pytest
 
 from seq2epi import cli
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

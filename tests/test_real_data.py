@@ -1,11 +1,8 @@
 """Reduced learning checks on the real rice data in ../shared/data (or $SEQ2EPI_DATA); skipped without it."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -17,10 +14,6 @@ from seq2epi.predict import predict
 from seq2epi.sequence import Genome, gc_content, pad_batch
 from seq2epi.train import TrainConfig, fit
 
-SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-SMEP = SHARED / "rice_smep"
-pytestmark = pytest.mark.skipif(not SMEP.is_dir(), reason="shared real data absent")
-
 
 def central(tokens, lengths, width: int):
     """The central `width` bp of each sequence (all of a shorter one), re-padded."""
@@ -28,11 +21,12 @@ def central(tokens, lengths, width: int):
     return pad_batch([t[o : o + min(n, width)] for t, o, n in zip(tokens, offset, lengths, strict=True)])
 
 
-def test_tiny_transformer_learns_h3k4me3_beside_the_kmer_baseline(tmp_path):
+def test_tiny_transformer_learns_h3k4me3_beside_the_kmer_baseline(shared_data, tmp_path):
     """300 train-file sequences (240 fit, 60 validation) and 300 test-file sequences of SMEP H3K4me3, cropped
     to their central 200 bp so attention stays cheap on CPU. Measured: test AUROC 0.84-0.85 over four model
     seeds, k-mer logistic 0.86, GC content 0.85 (SMEP negatives are adjacent windows; see the data README)."""
-    data = prepare.from_csv(SMEP / "H3K4me3_train.csv", SMEP / "H3K4me3_test.csv", val_fraction=0.2, seed=0,
+    smep = shared_data / "rice_smep"
+    data = prepare.from_csv(smep / "H3K4me3_train.csv", smep / "H3K4me3_test.csv", val_fraction=0.2, seed=0,
                             max_sequences=300)
     split, labels = data["split"], data["labels"]
     tokens, lengths = central(data["tokens"], data["lengths"], 200)
@@ -56,20 +50,21 @@ def test_tiny_transformer_learns_h3k4me3_beside_the_kmer_baseline(tmp_path):
     assert baseline_auroc > 0.75
 
 
-def test_smep_marks_merge_into_one_multi_task_dataset():
+def test_smep_marks_merge_into_one_multi_task_dataset(shared_data):
     marks = ("H3K4me3", "H3K27me3", "H3K9ac")
-    data = prepare.from_csv_multi({m: SMEP / f"{m}_train.csv" for m in marks},
-                                  {m: SMEP / f"{m}_test.csv" for m in marks}, val_fraction=0.1, seed=0,
+    smep = shared_data / "rice_smep"
+    data = prepare.from_csv_multi({m: smep / f"{m}_train.csv" for m in marks},
+                                  {m: smep / f"{m}_test.csv" for m in marks}, val_fraction=0.1, seed=0,
                                   max_sequences=100)
     assert data["marks"] == list(marks) and data["labels"].shape == (600, 3)
     assert (data["table"]["n_marks"] == 1).all()  # SMEP shares no sequence between marks
     assert (~np.isnan(data["labels"])).sum(0).tolist() == [200, 200, 200]
 
 
-@pytest.mark.skipif(not (SHARED / "rice_irgsp1_subset").is_dir(), reason="rice genome subset absent")
-def test_gc_matched_background_on_the_rice_genome_subset():
-    genome = Genome(SHARED / "rice_irgsp1_subset" / "genome.fa")
-    smep = pd.read_csv(SMEP / "windows_in_irgsp1_subset.bed", sep="\t").rename(columns={"#chrom": "chrom"})
+def test_gc_matched_background_on_the_rice_genome_subset(shared_data):
+    genome = Genome(shared_data / "rice_irgsp1_subset" / "genome.fa")
+    bed = shared_data / "rice_smep" / "windows_in_irgsp1_subset.bed"
+    smep = pd.read_csv(bed, sep="\t").rename(columns={"#chrom": "chrom"})
     is_k4 = smep["mark"] == "H3K4me3"
     peaks, others = smep[is_k4 & (smep["label"] == 1)], smep[~is_k4]  # H3K4me3 positives; other marks
     matched = intervals.gc_matched_background(peaks, genome, 500, 200, seed=0, exclude=others)

@@ -1,5 +1,4 @@
 import gzip
-import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from seq2epi.sequence import (
 )
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 CHR1 = "ACGTACGTNNACGTRYACGTACGTTTGGCCAAGGTTCCAAGGCCNNACGT"
 
 
@@ -126,9 +124,8 @@ def test_bgzipped_fasta(tmp_path):
     assert genome.fetch("chr1", 0, 50) == CHR1
 
 
-@pytest.mark.skipif(not (SHARED / "rice_irgsp1_subset").is_dir(), reason="shared data absent")
-def test_real_rice_genome(tmp_path):
-    genome = Genome(shutil.copy(SHARED / "rice_irgsp1_subset" / "genome.fa", tmp_path / "genome.fa"))
+def test_real_rice_genome(shared_data, tmp_path):
+    genome = Genome(shutil.copy(shared_data / "rice_irgsp1_subset" / "genome.fa", tmp_path / "genome.fa"))
     assert genome.chrom_sizes == {"chr01": 500_000, "chr02": 500_000, "chr03": 500_000}
     tokens = genome.tokens("chr01", 0, 500_000)
     assert tokens[0] == 4 and set(np.unique(tokens)) <= {0, 1, 2, 3, 4}

@@ -1,5 +1,4 @@
 import gzip
-import os
 import re
 from pathlib import Path
 
@@ -7,12 +6,11 @@ import cyvcf2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED
 
 from seq2epi.intervals import read_gff_genes, read_peaks
 from seq2epi.sequence import Genome, encode, gc_content, pad_batch
 from seq2epi.simulate import RULES, _revcomp, call_peaks, simulate_demo, simulate_population
-
-SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +113,7 @@ def snp_diversity(vcf: Path, n_bases: int) -> float:
     return total / n_bases
 
 
+@pytest.mark.slow
 def test_population_vcf_matches_reference(region, tmp_path):
     fasta, chrom, start, end = region
     genome = Genome(fasta)
@@ -140,6 +139,7 @@ def test_population_vcf_matches_reference(region, tmp_path):
     assert abs(n_indels / records - 0.1) < 4 * (0.1 * 0.9 / records) ** 0.5, (n_indels, records)
 
 
+@pytest.mark.slow
 def test_population_same_seed_same_file_and_bgzip(demo, tmp_path):
     fasta = demo.parent / "genome.fa"
     a, b, c = (
@@ -152,6 +152,7 @@ def test_population_same_seed_same_file_and_bgzip(demo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vcf", "a.vcf.gz", "b.vcf", "c.vcf"]
 
 
+@pytest.mark.slow
 def test_population_single_variety_differs_from_reference(demo, tmp_path):
     vcf = simulate_population(demo.parent / "genome.fa", "chr03", 0, 50_000, 1, tmp_path / "one.vcf")
     gts = [rec.genotype.array()[0, :2].tolist() for rec in cyvcf2.VCF(str(vcf))]
@@ -159,6 +160,7 @@ def test_population_single_variety_differs_from_reference(demo, tmp_path):
 
 
 @pytest.mark.parametrize("diversity", [0.002, 0.004])
+@pytest.mark.slow
 def test_population_diversity_is_calibrated(demo, tmp_path, diversity):
     # A higher recombination rate than the selfing default makes many independent trees in 50 kb, so the
     # mean over five seeds is tight; the calibration itself does not depend on recombination.

@@ -3,33 +3,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_motif_data, make_toy_model
 
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.sequence import PAD
 from seq2epi.train import HISTORY_COLUMNS, TrainConfig, _loss, fit, init_from, load_checkpoint, lr_at
-
-MOTIF = np.array([0, 1, 2, 3, 3, 2], dtype=np.uint8)  # ACGTTG
-
-
-def motif_data(n: int, seed: int, length: int = 40) -> WindowDataset:
-    """Random windows of varied length; label 1 when MOTIF was planted."""
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, 4, (n, length)).astype(np.uint8)
-    lengths = rng.integers(30, length + 1, n)
-    labels = (np.arange(n) % 2).astype(np.float32)
-    for i in np.flatnonzero(labels):
-        at = rng.integers(0, lengths[i] - len(MOTIF) + 1)
-        tokens[i, at : at + len(MOTIF)] = MOTIF
-    tokens[np.arange(length) >= lengths[:, None]] = PAD
-    return WindowDataset(tokens, lengths, labels, rc_augment=True, seed=seed)
 
 
 def toy_model(attention: str = "fast") -> NucleicTransformer:
-    torch.manual_seed(0)
-    return NucleicTransformer(
-        ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.1, attention=attention)
-    )
+    return make_toy_model(attention=attention)
 
 
 CFG = TrainConfig(epochs=4, batch_size=32, schedule="constant", lr=1e-2, seed=1)
@@ -37,7 +19,7 @@ CFG = TrainConfig(epochs=4, batch_size=32, schedule="constant", lr=1e-2, seed=1)
 
 @pytest.fixture(scope="module")
 def data():
-    return motif_data(512, seed=0), motif_data(256, seed=1)
+    return make_motif_data(512, seed=0, rc_augment=True), make_motif_data(256, seed=1, rc_augment=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_train import motif_data
+from conftest import make_motif_data
 
 from seq2epi import datasets, train_job
 from seq2epi.model import ModelConfig
@@ -16,7 +16,7 @@ CONFIG = TrainConfig(epochs=3, batch_size=16, schedule="constant", lr=1e-2, seed
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A dataset file as 01_data_prep writes it: motif windows split into train / val / test."""
-    parts = [motif_data(n, seed) for n, seed in ((256, 0), (101, 1), (64, 2))]
+    parts = [make_motif_data(n, seed, rc_augment=True) for n, seed in ((256, 0), (101, 1), (64, 2))]
     split = np.repeat(["train", "val", "test"], [len(p) for p in parts])
     path = tmp_path_factory.mktemp("job") / "dataset.npz"
     tokens, lengths, labels = (np.concatenate([getattr(p, k) for p in parts]) for k in ("tokens", "lengths",
@@ -35,6 +35,7 @@ def test_setup_builds_the_seeded_model_and_the_splits(dataset):
         train_job.setup(dataset, ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(50,)), CONFIG)
 
 
+@pytest.mark.slow
 def test_launch_trains_under_torchrun_with_two_processes(dataset, tmp_path):
     history = train_job.launch(2, dataset, MODEL, CONFIG, tmp_path / "checkpoints")
     assert list(history["epoch"]) == [1, 2, 3] and history["val_auc"].iloc[-1] > 0.8

@@ -16,6 +16,8 @@ from seq2epi.tracks import MatrixStore, map_regions
 from seq2epi.train import load_checkpoint
 from seq2epi.variants import REFERENCE, map_varieties, read_samples
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parents[1]
 pytest.importorskip("snakemake")
 
