@@ -157,6 +157,8 @@ def test_chromosome_alias(genome, tmp_path):
         Variants.load(vcf, genome)
     v = Variants.load(vcf, genome, region=("chr1", 0, 10), chrom_alias={"scaffold1": "chr1"})
     assert decode(variety_sequence(genome, v, "a", "chr1", 0, 4)[0]) == "ATGT"
+    vcf = write_vcf(tmp_path / "b.vcf", ["7 2 . C T . PASS . GT 1/1"], contigs=("7",))
+    assert Variants.load(vcf, genome, chrom_alias={7: "chr1"}).table["chrom"].tolist() == ["chr1"]  # YAML int
 
 
 def test_common_chromosome_forms_are_matched_and_said(genome, tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
-from . import tiling
+from . import prepare, tiling
 from .sequence import Genome, N, reverse_complement
 
 
@@ -104,6 +106,36 @@ def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, amp:
         x = x.pin_memory()
     with _autocast(device, amp):
         return torch.sigmoid(model(x.to(device, non_blocking=True).long()).float())
+
+
+class GenomeInputs(NamedTuple):
+    """What 04_predict_genome reads: the genome, and the genes, peaks and varieties (VCF) beside it."""
+
+    fasta: Path | None
+    genes: Path | None
+    peaks: Path | None
+    vcf: Path | None
+
+
+def genome_inputs(data: Path, input: str, mark: str, predict_fasta: str = "", genes_gff: str = "",
+                  predict_peaks: str = "", vcf: str = "", artifacts: Path = Path("artifacts")
+                  ) -> GenomeInputs:
+    """The files named by the parameters (relative to `data`); what they leave unset comes, in genome and
+    simulate modes, from the reference of the experiment's own data (01's artifacts/samples.tsv), and in
+    simulate mode the demo genome's genes and VCF."""
+    fasta, genes, peaks, vcf_path = (data / name if name else None
+                                     for name in (predict_fasta, genes_gff, predict_peaks, vcf))
+    if input in ("simulate", "genome") and fasta is None:
+        sheet = prepare.read_sample_sheet(artifacts / "samples.tsv")
+        rows = sheet[sheet["mark"] == mark]
+        if rows.empty:
+            raise ValueError(f"{artifacts / 'samples.tsv'} has no sample of mark {mark!r} (it has "
+                             f"{sorted(set(sheet['mark']))}); set predict_fasta or the mark.")
+        fasta, peaks = Path(rows["fasta"].iat[0]), peaks or Path(rows["peaks"].iat[0])
+        if input == "simulate":
+            genes = genes or artifacts / "genome" / "genes.gff"
+            vcf_path = vcf_path or artifacts / "genome" / "variants.vcf"
+    return GenomeInputs(fasta, genes, peaks, vcf_path)
 
 
 def _empty(*columns: str) -> pd.DataFrame:

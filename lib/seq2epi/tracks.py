@@ -82,6 +82,15 @@ def write_bigwig(track: pd.DataFrame, chrom_sizes: dict[str, int], path: str | o
     return path
 
 
+def first_region(track: pd.DataFrame, width: int) -> tuple[str, int, int]:
+    """The first `width` bp of a track's first chromosome, from its first bin (at most to that chromosome's
+    last bin end)."""
+    if track.empty:
+        raise ValueError("the track is empty (no window was scored), so it has no region to show.")
+    chrom, start = track["chrom"].iat[0], int(track["start"].iat[0])
+    return chrom, start, int(min(start + width, track.loc[track["chrom"] == chrom, "end"].max()))
+
+
 def read_bigwig(path: str | os.PathLike, chrom: str, start: int, end: int) -> np.ndarray:
     """Per-base values of chrom:start-end (NaN where the track has no data)."""
     path = Path(path)

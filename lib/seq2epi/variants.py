@@ -166,7 +166,8 @@ class Variants:
                 raise ValueError(f"VCF {path} has no sample(s) {absent}; it has {_names(vcf.samples)}.")
             vcf = _vcf(path, samples)
         order = [list(vcf.samples).index(s) for s in samples] if samples is not None else None
-        alias = _matched(path, genome, _header_contigs(vcf), dict(chrom_alias or {}))
+        alias = {str(k): str(v) for k, v in (chrom_alias or {}).items()}  # YAML may read 1 as a number
+        alias = _matched(path, genome, _header_contigs(vcf), alias)
         contigs = [alias.get(c, c) for c in _header_contigs(vcf)]
         if contigs and not set(contigs) & set(genome.chrom_sizes):
             raise ValueError(f"VCF {path} contigs ({_names(contigs)}) do not match the FASTA {genome.path} "
