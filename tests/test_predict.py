@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import auto_batch_size, predict, predict_genome
+from seq2epi.predict import auto_batch_size, genome_inputs, predict, predict_genome
 from seq2epi.sequence import Genome, N, pad_batch, reverse_complement
 from seq2epi.tiling import tile
 
@@ -127,3 +127,19 @@ def test_predict_genome_in_chunks_equals_one_chunk(genome):
     chunked = predict_genome(predictor, genome, 50, 20, regions, target=1, progress=False, chunk_bytes=120)
     assert len(whole) == 18
     pd.testing.assert_frame_equal(whole, chunked)
+
+
+def test_genome_inputs_from_parameters_or_the_experiments_own_genome(tmp_path):
+    data, artifacts = tmp_path / "data", tmp_path / "artifacts"
+    given = genome_inputs(data, "csv", "K4", "g.fa", "genes.gff", "", "v.vcf", artifacts)
+    assert given == (data / "g.fa", data / "genes.gff", None, data / "v.vcf")
+    assert genome_inputs(data, "csv", "K4", artifacts=artifacts) == (None, None, None, None)
+    artifacts.mkdir()
+    (artifacts / "samples.tsv").write_text("variety\tmark\tfasta\tpeaks\nV1\tK27\tx.fa\tx27.bed\n"
+                                           "V1\tK4\tgenome/genome.fa\tgenome/k4.bed\n")
+    own = genome_inputs(data, "simulate", "K4", predict_peaks="p.bed", artifacts=artifacts)
+    assert own.fasta == (artifacts / "genome" / "genome.fa").resolve() and own.peaks == data / "p.bed"
+    assert (own.genes, own.vcf) == (artifacts / "genome" / "genes.gff", artifacts / "genome" / "variants.vcf")
+    assert genome_inputs(data, "genome", "K4", artifacts=artifacts).genes is None
+    with pytest.raises(ValueError, match=r"samples.tsv has no sample of mark 'K9' \(it has \['K27'"):
+        genome_inputs(data, "genome", "K9", artifacts=artifacts)

@@ -6,6 +6,7 @@ import pytest
 from seq2epi.tiling import map_regions
 from seq2epi.tracks import (
     MatrixStore,
+    first_region,
     merge_parts,
     read_bigwig,
     read_part,
@@ -181,3 +182,11 @@ def test_write_bigwig_into_a_missing_folder_is_a_clear_error(tmp_path):
     track = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [10], "score": [0.5]})
     with pytest.raises(FileNotFoundError, match="cannot write bigWig .*its folder does not exist"):
         write_bigwig(track, {"chr1": 100}, tmp_path / "absent" / "t.bw")
+
+
+def test_first_region_stays_on_the_first_chromosome(track):
+    ordered = track.sort_values(["chrom", "start"]).reset_index(drop=True)
+    assert first_region(ordered, 50_000) == ("chrA", 0, 150)
+    assert first_region(ordered, 60) == ("chrA", 0, 60)
+    with pytest.raises(ValueError, match="the track is empty"):
+        first_region(ordered.iloc[:0], 100)
