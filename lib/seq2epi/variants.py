@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cyvcf2
 import numpy as np
@@ -139,6 +140,62 @@ def _codes(genotype, het: str, missing: str, counts: dict) -> np.ndarray:
     return code
 
 
+class Site(NamedTuple):
+    """One VCF record: chromosome as the FASTA names it, 0-based start and end of REF, REF, ALTs, ID."""
+
+    chrom: str
+    start: int
+    end: int
+    ref: str
+    alts: list[str]
+    id: str
+    record: cyvcf2.Variant
+
+
+def sites(vcf_path, genome: Genome, region: tuple[str, int, int] | None = None,
+          chrom_alias: dict[str, str] | None = None, vcf: cyvcf2.VCF | None = None) -> Iterator[Site]:
+    """The records overlapping `region` (all when None), genotypes unread, each REF checked against the FASTA.
+
+    chrom_alias maps VCF names to FASTA names (common forms matched without it); `vcf` is the opened VCF to
+    read (e.g. one a Writer's header extends), by default vcf_path opened anew.
+    """
+    path = Path(vcf_path)
+    vcf = _vcf(path) if vcf is None else vcf
+    alias = {str(k): str(v) for k, v in (chrom_alias or {}).items()}  # YAML may read 1 as a number
+    alias = _matched(path, genome, _header_contigs(vcf), alias)
+    contigs = [alias.get(c, c) for c in _header_contigs(vcf)]
+    if contigs and not set(contigs) & set(genome.chrom_sizes):
+        raise ValueError(f"VCF {path} contigs ({_names(contigs)}) do not match the FASTA {genome.path} "
+                         f"chromosomes ({_names(genome.chrom_sizes)}); map them with chrom_alias "
+                         f"(VCF name: FASTA name; predict-region --chrom-alias 1=chr01).")
+    query = None
+    if region is not None:
+        check_interval(genome, *region)
+        back = {v: k for k, v in alias.items()}
+        query = (back.get(region[0], region[0]), region[1], region[2])
+    for rec in _records(vcf, path, query):
+        if rec.CHROM not in alias and rec.CHROM not in genome.chrom_sizes:  # a contig not in the header
+            alias = _matched(path, genome, [rec.CHROM], alias)
+        chrom = alias.get(rec.CHROM, rec.CHROM)
+        where = f"VCF {path} record {rec.CHROM}:{rec.POS}"
+        if chrom not in genome.chrom_sizes:
+            raise ValueError(f"{where}: chromosome {rec.CHROM!r} is not in the FASTA {genome.path}; "
+                             f"the VCF has {_names(contigs or [rec.CHROM])}, the FASTA has "
+                             f"{_names(genome.chrom_sizes)}.")
+        size = genome.chrom_sizes[chrom]
+        ref, alts = rec.REF.upper(), [a.upper() for a in rec.ALT]
+        found = genome.fetch(chrom, min(rec.start, size), min(rec.end, size))
+        if ref != found:
+            raise ValueError(f"{where}: REF {ref!r} does not match the FASTA {genome.path}, which has "
+                             f"{found!r} there.")
+        yield Site(chrom, rec.start, rec.end, ref, alts, rec.ID or ".", rec)
+
+
+def is_symbolic(allele: str) -> bool:
+    """A symbolic or breakend ALT (<DEL>, *, N[chr2:5[): anything but bases."""
+    return not _BASES.fullmatch(allele)
+
+
 @dataclass
 class Variants:
     """The alleles each sample carries in a VCF region; `genotypes[i, j]` is record i's code for sample j."""
@@ -166,36 +223,12 @@ class Variants:
                 raise ValueError(f"VCF {path} has no sample(s) {absent}; it has {_names(vcf.samples)}.")
             vcf = _vcf(path, samples)
         order = [list(vcf.samples).index(s) for s in samples] if samples is not None else None
-        alias = {str(k): str(v) for k, v in (chrom_alias or {}).items()}  # YAML may read 1 as a number
-        alias = _matched(path, genome, _header_contigs(vcf), alias)
-        contigs = [alias.get(c, c) for c in _header_contigs(vcf)]
-        if contigs and not set(contigs) & set(genome.chrom_sizes):
-            raise ValueError(f"VCF {path} contigs ({_names(contigs)}) do not match the FASTA {genome.path} "
-                             f"chromosomes ({_names(genome.chrom_sizes)}); map them with chrom_alias "
-                             f"(VCF name: FASTA name; predict-region --chrom-alias 1=chr01).")
-        query = None
-        if region is not None:
-            check_interval(genome, *region)
-            back = {v: k for k, v in alias.items()}
-            query = (back.get(region[0], region[0]), region[1], region[2])
         counts = dict(records=0, het=0, missing=0, multiallelic=0, symbolic=0, skipped=0)
         rows, codes = [], []
         last_end: dict[str, np.ndarray] = {}
-        for rec in _records(vcf, path, query):
-            if rec.CHROM not in alias and rec.CHROM not in genome.chrom_sizes:  # a contig not in the header
-                alias = _matched(path, genome, [rec.CHROM], alias)
-            chrom = alias.get(rec.CHROM, rec.CHROM)
+        for site in sites(path, genome, region, chrom_alias, vcf):
+            chrom, rec, ref, alts = site.chrom, site.record, site.ref, site.alts
             where = f"VCF {path} record {rec.CHROM}:{rec.POS}"
-            if chrom not in genome.chrom_sizes:
-                raise ValueError(f"{where}: chromosome {rec.CHROM!r} is not in the FASTA {genome.path}; "
-                                 f"the VCF has {_names(contigs or [rec.CHROM])}, the FASTA has "
-                                 f"{_names(genome.chrom_sizes)}.")
-            size = genome.chrom_sizes[chrom]
-            ref, alts = rec.REF.upper(), [a.upper() for a in rec.ALT]
-            found = genome.fetch(chrom, min(rec.start, size), min(rec.end, size))
-            if ref != found:
-                raise ValueError(f"{where}: REF {ref!r} does not match the FASTA {genome.path}, which has "
-                                 f"{found!r} there.")
             try:
                 genotype = rec.genotype
             except Exception:  # cyvcf2 raises a bare Exception when the record has no GT
@@ -206,7 +239,7 @@ class Variants:
             counts["multiallelic"] += len(alts) > 1
             code = _codes(genotype, het, missing, counts)
             code = code if order is None else code[order]
-            symbolic = np.isin(code, [k + 1 for k, a in enumerate(alts) if not _BASES.fullmatch(a)])
+            symbolic = np.isin(code, [k + 1 for k, a in enumerate(alts) if is_symbolic(a)])
             counts["symbolic"] += int(symbolic.sum())
             code[symbolic] = 0
             ends = last_end.setdefault(chrom, np.zeros(len(code), np.int64))
