@@ -1,4 +1,4 @@
-"""The `seq2epi` command: run | compare | list | predict-region | merge-regions."""
+"""The `seq2epi` command: run | compare | list | predict-region | merge-regions | predict | score-variants."""
 
 import argparse
 import sys
@@ -84,6 +84,44 @@ def _merge_regions(args) -> None:
     print(f"matrix: {merge_parts(args.parts, args.out)}")
 
 
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def _predict(args) -> None:
+    from seq2epi import scoring
+
+    device = _device(args.device)
+    scorer = scoring.load_scorer(args.record, device)
+    result = scoring.predict_file(scorer, args.input, args.out, args.fasta, args.per_window, args.batch_size,
+                                  device, progress=not args.quiet)
+    calibrated = ", calibrated" if scorer.temperature is not None else ""
+    print(f"{result['sequences']} sequences scored with {scorer.record.name} ({', '.join(scorer.marks)}"
+          f"{calibrated}) -> {args.out}")
+    for mark, m in result.get("metrics", {}).items():
+        (a0, a1), (m0, m1) = m["ci95"]["auroc"], m["ci95"]["mcc"]
+        print(f"{mark}: AUROC {m['auroc']:.3f} [{a0:.3f}, {a1:.3f}], MCC {m['mcc']:.3f} [{m0:.3f}, {m1:.3f}] "
+              f"at the record's threshold {m['threshold']:.3f} (n = {m['n']}, 95 % bootstrap intervals)")
+
+
+def _score_variants(args) -> None:
+    from seq2epi import scoring
+    from seq2epi.intervals import parse_region
+
+    device = _device(args.device)
+    scorer = scoring.load_scorer(args.record, device)
+    alias = dict(pair.split("=", 1) for pair in _names(args.chrom_alias) or [])
+    region = parse_region(args.region) if args.region else None
+    counts = scoring.score_vcf(scorer, args.vcf, args.fasta, args.out, region, args.tiled, args.out_vcf,
+                               alias, args.batch_size, device, progress=not args.quiet)
+    skipped = {k: v for k, v in counts.items() if k not in ("records", "variants", "scored", "repeats")}
+    print(f"{counts['records']} records, {counts['variants']} distinct variants: {counts.get('scored', 0)} "
+          f"scored, {sum(skipped.values())} skipped {skipped or ''} -> {args.out}"
+          + (f", {args.out_vcf}" if args.out_vcf else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seq2epi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +169,32 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("parts", nargs="+", help="region parts (.npz) from predict-region")
     merge.add_argument("--out", required=True, help="the matrix store (.h5)")
     merge.set_defaults(func=_merge_regions)
+
+    score = sub.add_parser("predict", help="score sequences (FASTA, CSV, BED regions) with a record's model")
+    score.add_argument("record", help="a record folder, record name or experiment id (its newest record)")
+    score.add_argument("input", help="FASTA (plain, gzip, bgzip), CSV (sequence[,id][,label]), BED (--fasta)")
+    score.add_argument("--fasta", help="the genome a BED's regions lie on")
+    score.add_argument("--out", required=True, help="the table (.tsv, or .tsv.gz)")
+    score.add_argument("--per-window", help="also write every window's probabilities to this table")
+    score.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (0: GPU-sized)")
+    score.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
+    score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(func=_predict)
+
+    effect = sub.add_parser("score-variants", help="score the variants of a VCF with a record's model")
+    effect.add_argument("record", help="a record folder, record name or experiment id (its newest record)")
+    effect.add_argument("--vcf", required=True, help="the variants (sites; genotypes are not read)")
+    effect.add_argument("--fasta", required=True, help="the reference genome the VCF was called against")
+    effect.add_argument("--region", help="only variants in chrom:start-end, 0-based half-open")
+    effect.add_argument("--tiled", action="store_true",
+                        help="also the largest difference over the track's windows holding each variant")
+    effect.add_argument("--out", required=True, help="the table, one row per variant x ALT x mark (.tsv)")
+    effect.add_argument("--out-vcf", help="also the VCF annotated per mark (.vcf.gz, bgzipped and indexed)")
+    effect.add_argument("--chrom-alias", help="VCF=FASTA chromosome names, e.g. 1=chr01,2=chr02")
+    effect.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (0: GPU-sized)")
+    effect.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
+    effect.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    effect.set_defaults(func=_score_variants)
 
     args = parser.parse_args(argv)
     try:
