@@ -134,6 +134,17 @@ def test_plot_scores_by_label(tmp_path):
     _saves(fig, tmp_path)
 
 
+def test_plot_distributions(tmp_path):
+    rng = np.random.default_rng(0)
+    values = {"H3K4me3": rng.random(50), "H3K9ac": np.r_[rng.random(20), np.nan]}
+    fig = plots.plot_distributions(values, "probability", {"H3K4me3": 0.6}, xlim=(0, 1))
+    assert [ax.get_title() for ax in fig.axes] == ["H3K4me3 (n=50)", "H3K9ac (n=20)"]
+    assert len(fig.axes[0].lines) == 1 and not fig.axes[1].lines  # the threshold drawn where given
+    _saves(fig, tmp_path)
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_distributions({}, "probability")
+
+
 # ---- variety maps ----------------------------------------------------------------------------------------
 
 

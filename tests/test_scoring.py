@@ -353,3 +353,26 @@ def test_cli_predict_and_score_variants(record, tmp_path, capsys):
     assert "8 records" in capsys.readouterr().out
     assert main(["predict", str(record), str(DATA / "scoring.bed"), "--out", str(tmp_path / "b.tsv")]) == 2
     assert "give the genome they lie on (--fasta)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_notebook_stage_scores_sequences_and_variants_into_a_record(tmp_path, monkeypatch):
+    from seq2epi.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    for folder in ("notebooks", "parameters"):
+        shutil.copytree(repo / folder, tmp_path / folder)
+    model = make_record(tmp_path / "executed" / "2026-01-01_toy")
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    (tmp_path / "parameters" / "score_toy.yaml").write_text(yaml.safe_dump(
+        {"data_dir": str(data), "score_record": model.name, "score_input": "scoring.csv",
+         "score_fasta": "tiny.fa", "score_vcf": "tiny.vcf", "score_tiled": True, "score_logos": 2}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "score_toy", "--stages", "06", "-q"]) == 0
+    record = next(p for p in (tmp_path / "executed").iterdir() if p.name.endswith("score_toy"))
+    assert len(pd.read_csv(record / "scores.tsv.gz", sep="\t")) == 6
+    variants = pd.read_csv(record / "variants.tsv.gz", sep="\t")
+    assert "tiled_diff" in variants and (record / "variants.vcf.gz.tbi").exists()
+    for figure in ("score_distributions", "variant_differences", "variant_logos"):
+        assert (record / "figures" / f"{figure}.png").exists(), figure

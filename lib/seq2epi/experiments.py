@@ -14,7 +14,7 @@ import yaml
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
-STAGES = ("01_data_prep", "02_train", "03_evaluate", "04_predict_genome")
+STAGES = ("01_data_prep", "02_train", "03_evaluate", "04_predict_genome", "06_score")
 COMPARE_STAGE = "05_compare"
 INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
                  "best val AUC", "test AUROC", "test MCC", "status", "note"]

@@ -1,4 +1,5 @@
-"""Figures of the lab record: training curves, ROC/PR, confusion, tracks, comparisons, attention, maps."""
+"""Figures of the lab record: training curves, ROC/PR, confusion, tracks, comparisons, attention, maps,
+score distributions."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,6 +161,26 @@ def plot_attention(weights: np.ndarray, title: str = "") -> Figure:
         im = ax.imshow(weights, cmap="viridis", interpolation="nearest")
         fig.colorbar(im, ax=ax, label="attention weight", shrink=0.85)
         ax.set(xlabel="key position", ylabel="query position", title=title)
+    return fig
+
+
+def plot_distributions(values: dict[str, np.ndarray], xlabel: str, marks: dict[str, float] | None = None,
+                       xlim: tuple[float, float] | None = None) -> Figure:
+    """One histogram panel per {name: values} (NaN left out), a dashed line at marks[name] when given (e.g.
+    the mark's threshold); shared x axis."""
+    if not values:
+        raise ValueError("values is empty; expected {name: array} with at least one entry.")
+    with _style():
+        fig, axes = plt.subplots(1, len(values), figsize=(3.6 * len(values), 3), sharex=True, squeeze=False,
+                                 layout="constrained")
+        for ax, (name, data) in zip(axes[0], values.items(), strict=True):
+            data = np.asarray(data, dtype=float)
+            data = data[~np.isnan(data)]
+            sns.histplot(data, bins=40, binrange=xlim, element="step", ax=ax)
+            if marks and name in marks:
+                ax.axvline(marks[name], color="0.3", ls="--", lw=1)
+            ax.set(title=f"{name} (n={len(data):,})", xlabel=xlabel, xlim=xlim)
+        sns.despine(fig)
     return fig
 
 
