@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from . import experiments, metrics, predict, tiling, train
 from .model import ModelConfig, NucleicTransformer
 from .sequence import PAD, Genome, N, encode
-from .variants import Site, Variants, check_interval, is_symbolic, sites, unique_windows, variety_windows
+from .variants import Site, Variants, check_interval, is_symbolic, sample_windows, sites, unique_windows
 
 CHECKPOINT = Path("artifacts") / "checkpoints" / "best.pt"
 CALIBRATION = "calibration.json"  # calibrate.FILENAME, beside best.pt
@@ -505,17 +505,28 @@ def track_windows(start: int, end: int, window: int, stride: int, size: int) -> 
     return first, max(0, (last - first) // stride + 1)
 
 
+def _carriers(variants: list[tuple[str, int, int, str, str]]) -> Variants:
+    """Variants in which sample str(i) carries variant i (chrom, start, end, ref, alt) alone."""
+    table = pd.DataFrame([(c, s, e, r, [a]) for c, s, e, r, a in variants],
+                         columns=["chrom", "start", "end", "ref", "alts"])
+    return Variants(Path("<variants>"), [str(i) for i in range(len(variants))], table,
+                    np.eye(len(variants), dtype=np.int16))
+
+
+def _allele_windows(genome: Genome, carriers: Variants, sample: str, chrom: str, first: int, n: int,
+                    window: int, stride: int) -> np.ndarray:
+    end = first + (n - 1) * stride + window
+    return np.stack([sample_windows(genome, None, None, chrom, first, end, window, stride),
+                     sample_windows(genome, carriers, sample, chrom, first, end, window, stride)])
+
+
 def allele_windows(genome: Genome, chrom: str, start: int, end: int, ref: str, alt: str, first: int, n: int,
                    window: int, stride: int) -> np.ndarray:
     """Tokens [2 (reference, alternative), n, window] of the n windows from `first` every `stride` bp, built
     by the variety map's own code for a variety carrying only this variant (variants.variety_windows):
     reference coordinates, an indel changing a window's content, not its position."""
-    carrier = Variants(Path("<variant>"), ["alt"], pd.DataFrame(
-        {"chrom": [chrom], "start": [start], "end": [end], "ref": [ref], "alts": [[alt]]}),
-        np.ones((1, 1), np.int16))
-    tokens, _ = variety_windows(genome, carrier, chrom, first, first + (n - 1) * stride + window, window,
-                                stride)
-    return tokens
+    carriers = _carriers([(chrom, start, end, ref, alt)])
+    return _allele_windows(genome, carriers, "0", chrom, first, n, window, stride)
 
 
 class VariantScore(NamedTuple):
@@ -566,27 +577,29 @@ def score_variants(predictor: Predictor, genome: Genome, found: Iterable[Site], 
 
 
 def _score_batch(predictor, genome, batch, done, nan, window, stride, tiled, min_length, max_n_fraction):
-    work: dict[tuple, list[np.ndarray]] = {}
+    todo = {}
     for site in batch:
         for alt in site.alts:
             key = (site.chrom, site.start, site.ref, alt)
-            if key in done or key in work:
+            if key in done or key in todo:
                 continue
             reason = _skip(genome, site, alt, window, max_n_fraction)
-            if not reason:
-                start = centred_start(site.start, site.end, window)
-                parts = [allele_windows(genome, site.chrom, site.start, site.end, site.ref, alt, start, 1,
-                                        window, window)]
-                if (parts[0][1] != PAD).sum() < min_length:
-                    reason = "alt_too_short"
-                first, n = track_windows(site.start, site.end, window, stride, genome.chrom_sizes[site.chrom])
-                if tiled and n:
-                    parts.append(allele_windows(genome, site.chrom, site.start, site.end, site.ref, alt,
-                                                first, n, window, stride))
             if reason:
                 done[key] = (variant_type(site.ref, alt), nan, nan, nan, reason, False)
             else:
-                work[key] = parts
+                todo[key] = site.end
+    carriers = _carriers([(c, s, e, r, a) for (c, s, r, a), e in todo.items()])  # one batch, one table
+    work: dict[tuple, list[np.ndarray]] = {}
+    for i, ((chrom, start, ref, alt), end) in enumerate(todo.items()):
+        first = centred_start(start, end, window)
+        parts = [_allele_windows(genome, carriers, str(i), chrom, first, 1, window, window)]
+        if (parts[0][1] != PAD).sum() < min_length:
+            done[(chrom, start, ref, alt)] = (variant_type(ref, alt), nan, nan, nan, "alt_too_short", False)
+            continue
+        first, n = track_windows(start, end, window, stride, genome.chrom_sizes[chrom])
+        if tiled and n:
+            parts.append(_allele_windows(genome, carriers, str(i), chrom, first, n, window, stride))
+        work[(chrom, start, ref, alt)] = parts
     if work:
         stack = np.concatenate([p.reshape(-1, window) for parts in work.values() for p in parts])
         uniq, inverse = unique_windows(stack)

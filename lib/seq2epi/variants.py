@@ -343,6 +343,15 @@ def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str,
         yield np.stack([sliding_window_view(seq, window)[offsets[i : i + step]] for seq, offsets in views])
 
 
+def sample_windows(genome: Genome, variants: Variants | None, sample: str | None, chrom: str, start: int,
+                   end: int, window: int, stride: int) -> np.ndarray:
+    """variety_windows' tokens [n_windows, window] of one sample (None: the reference) alone."""
+    check_interval(genome, chrom, start, end)
+    starts = window_starts(start, end, window, stride)
+    seq, offsets = _variety_windows(genome, variants, sample, chrom, start, end, window, starts)
+    return sliding_window_view(seq, window)[offsets]
+
+
 def variety_windows(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int, window: int,
                     stride: int) -> tuple[np.ndarray, pd.DataFrame]:
     """Tokens uint8 [n_samples + 1 (reference first), n_windows, window] and windows chrom,start,end.
