@@ -150,7 +150,7 @@ def execute(template: Path, record: Path, parameters: dict, progress: bool = Tru
     try:
         papermill.execute_notebook(str(template), str(output), parameters=parameters, cwd=str(record),
                                    progress_bar=progress and {"desc": template.stem}, kernel_name="python3",
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP warning
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning
     except PapermillExecutionError as err:
         raise ExperimentError(output, f"{err.ename}: {err.evalue}".strip()) from None
     finally:
