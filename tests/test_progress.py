@@ -59,17 +59,28 @@ def test_bar_consumes_the_iterator_it_is_given_once(term):
     assert next(items, None) is None
 
 
+def test_meter_is_advanced_by_hand_on_the_terminal(term, capsys):
+    with progress.meter(1000, "windows", unit="win") as meter:
+        for _ in range(4):
+            meter.update(250)
+        assert meter.n == 1000
+    assert "windows:   0%" in term.getvalue() and "0/1000 [" in term.getvalue()
+    assert capsys.readouterr() == ("", "")
+
+
 def test_unknown_mode_is_refused(monkeypatch):
     monkeypatch.setenv(progress.ENV, "yes")
     with pytest.raises(ValueError, match="SEQ2EPI_PROGRESS must be terminal, off or unset, got 'yes'"):
         progress.bar(range(2))
 
 
-def test_plain_warnings_are_one_line(monkeypatch):
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+def test_plain_warnings_are_one_line_on_stdout(monkeypatch, capsys):
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     progress.plain_warnings()
-    assert warnings.formatwarning("3 windows rejected", UserWarning, "/tmp/x.py", 7) == \
-        "UserWarning: 3 windows rejected\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("3 windows rejected", stacklevel=1)
+    assert capsys.readouterr() == ("UserWarning: 3 windows rejected\n", "")
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ Under `seq2epi run` a notebook's stdout and stderr are its record, so a progress
 wall of outputs. The runner sets SEQ2EPI_PROGRESS=terminal (`off` with --quiet): `bar` then draws on the
 terminal that started the run (the kernel's original stderr, which ipykernel keeps as sys.stderr.fileno()
 while it captures fd 2 into the notebook) and `log` prints its line into the record and onto that terminal.
-Unset (a script, an interactive notebook), `bar` is a text bar on stderr and `log` a print.
-`plain_warnings` makes a notebook's warnings one line each, without the kernel's temporary path.
+Unset (a script, an interactive notebook), `bar` is a text bar on stderr and `log` a print. `meter` is a
+bar advanced by hand; `plain_warnings` makes a notebook's warnings one line each, without the kernel's paths.
 """
 
 import io
@@ -52,21 +52,26 @@ def _fresh_line(stream) -> None:
     _last_cell = cell
 
 
-def bar(iterable: Iterable, desc: str = "", total: int | None = None, enabled: bool = True) -> Iterator:
-    """`iterable` with a progress bar (tqdm) that never reaches the record; it vanishes when done.
-
-    The bar iterates over `iterable` itself: pass the one iterator you use (a DataLoader's, say).
-    """
+def _tqdm(iterable, desc: str, total: int | None, enabled: bool, **kw) -> tqdm:
     how = mode() if enabled else "off"
-    if how == "off":
-        return iter(iterable)
-    total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
     if how == "terminal":
         stream = terminal()
         _fresh_line(stream)
-        return iter(tqdm(iterable, desc=desc, total=total, file=stream, leave=False, dynamic_ncols=True,
-                         disable=None))  # None: no bar when the terminal is a log file
-    return iter(tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False))
+        return tqdm(iterable, desc=desc, total=total, file=stream, leave=False, dynamic_ncols=True,
+                    disable=None, **kw)  # None: no bar when the terminal is a log file
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, disable=how == "off", **kw)
+
+
+def bar(iterable: Iterable, desc: str = "", total: int | None = None, enabled: bool = True, **kw) -> Iterator:
+    """`iterable` with a progress bar (tqdm; `kw` such as unit) that never reaches the record and vanishes
+    when done. The bar iterates over `iterable` itself: pass the one iterator you use (a DataLoader's)."""
+    return iter(_tqdm(iterable, desc, total, enabled, **kw))
+
+
+def meter(total: int, desc: str = "", enabled: bool = True, **kw) -> tqdm:
+    """A bar advanced by hand (`.update(n)`, `.close()` or `with`), for work counted in units other than the
+    loop's items, e.g. windows predicted in batches; shown like `bar`'s."""
+    return _tqdm(None, desc, total, enabled, **kw)
 
 
 def log(line: str) -> None:
@@ -78,10 +83,11 @@ def log(line: str) -> None:
         stream.write(line + "\n")
 
 
-def _one_line(message, category, filename, lineno, line=None) -> str:
-    return f"{category.__name__}: {message}\n"
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{category.__name__}: {message}", flush=True)
 
 
 def plain_warnings() -> None:
-    """Warnings print as `UserWarning: message`, without the file path and source line they came from."""
-    warnings.formatwarning = _one_line
+    """Warnings print as one line on stdout, `UserWarning: message`, without the file path and source line
+    they came from (a notebook kernel's are temporary files)."""
+    warnings.showwarning = _print_warning
