@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from seq2epi.precision import autocast, grad_scaler, resolve_precision, set_numerics
+from seq2epi.precision import autocast, dtype_name, grad_scaler, resolve_precision, set_numerics
 
 
 @pytest.mark.parametrize(("capability", "expected"), [
@@ -53,3 +53,8 @@ def test_set_numerics(monkeypatch):
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"
     assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_dtype_name_is_what_records_show():
+    assert [dtype_name(resolve_precision(p, "cpu")) for p in ("auto", "fp32", "bf16", "fp16")] == \
+        ["fp32", "fp32", "bf16", "fp16"]

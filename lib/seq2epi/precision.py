@@ -51,3 +51,8 @@ def set_numerics(tf32: bool = False, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(deterministic)
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """fp32, bf16 or fp16: how a record names what resolve_precision chose."""
+    return NAMES[dtype]
