@@ -44,9 +44,9 @@ def set_numerics(tf32: bool = False, deterministic: bool = False) -> None:
     Deterministic mode sets CUBLAS_WORKSPACE_CONFIG, which cuBLAS reads when it starts: call this before the
     first CUDA matmul of the process (fit does, before it moves the model).
     """
-    precision = "tf32" if tf32 else "ieee"
-    torch.backends.cuda.matmul.fp32_precision = precision
-    torch.backends.cudnn.conv.fp32_precision = precision
+    # the legacy flags: once the fp32_precision API is used, torch refuses reads of allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32  # torch's default lets cuDNN convolutions use TF32
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
