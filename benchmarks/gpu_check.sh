@@ -34,7 +34,8 @@ PY
 failed=""
 
 if [[ " $steps " == *" tests "* ]]; then  # the device fixture adds cuda to every test that takes it
-  $PYTHON -m pytest -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$out/pytest.log"
+  # the cuBLAS workspace variable is read when cuBLAS starts: set before any test touches CUDA
+  CUBLAS_WORKSPACE_CONFIG=:4096:8 $PYTHON -m pytest -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$out/pytest.log"
   [ "${PIPESTATUS[0]}" = 0 ] || failed="$failed tests"
 fi
 
