@@ -30,13 +30,13 @@ class TrainConfig:
     schedule: str = "noam"  # or "constant"
     lr: float = 1e-3  # the constant schedule's lr
     lr_scale: float = 0.1  # the Noam schedule's factor
-    warmup: int = 4000
+    warmup: int = 200
     weight_decay: float = 0.0
     clip_grad: float = 1.0
     seed: int = 0
-    num_workers: int = 0
-    device: str = "cpu"
-    rc_augment: bool = False  # read by whoever builds the training WindowDataset
+    num_workers: int = 0  # a resolved value: 02_train passes base.yaml's num_workers capped at the cores
+    device: str = "cpu"  # a resolved value: 02_train turns base.yaml's "auto" into cuda or cpu
+    rc_augment: bool = False  # read by train_job.setup, which builds the training WindowDataset (not by fit)
     amp: bool = False  # bfloat16 autocast
     compile: bool = False  # torch.compile the model
     distributed: bool = False  # DistributedDataParallel; also on when torchrun sets WORLD_SIZE > 1
