@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from seq2epi.records import atomic_path
 from seq2epi.sequence import PAD, reverse_complement
 
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
@@ -123,13 +123,8 @@ def save_dataset(path, tokens, lengths, labels, split, **meta) -> None:
     except TypeError as e:
         raise ValueError(f"meta must be JSON-serialisable: {e}.") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def load_dataset(path) -> dict:
