@@ -1,5 +1,7 @@
 # ---- predict-region and merge-regions (issue 4: variety maps) ----
+import os
 import shutil
+import signal
 from dataclasses import asdict
 from pathlib import Path
 
@@ -117,6 +119,13 @@ def test_run_stopped_from_the_terminal_says_so(workbook, monkeypatch, capsys):
     assert main(["run", "smoke", "-q"]) == 130
     assert "seq2epi: interrupted" in one_line_error(capsys)
     assert "| interrupted |" in (workbook / "executed" / "INDEX.md").read_text()
+
+
+def test_run_terminated_by_sigterm_is_marked_interrupted(workbook, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "execute", lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM))
+    assert main(["run", "smoke", "-q"]) == 130
+    assert "| interrupted |" in (workbook / "executed" / "INDEX.md").read_text()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main() leaves the handler as it found it
 
 
 def test_compare_refuses_a_record_outside_executed(workbook, capsys):
