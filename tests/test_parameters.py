@@ -104,6 +104,11 @@ def test_yaml_syntax_error_is_one_line_naming_file_line_and_column(workbook):
     assert "\n" not in message and "<unicode string>" not in message
 
 
+def test_a_control_character_is_one_line_too():
+    with pytest.raises(ValueError, match=r"^-p note=a\x00, character 2: special characters are not allowed"):
+        parameters.parse_override("note=a\x00")
+
+
 def test_python_tags_are_refused_in_one_line(workbook):
     (workbook / "parameters" / "bad.yaml").write_text("note: !!python/object/apply:os.system [echo hi]\n")
     with pytest.raises(ValueError) as err:

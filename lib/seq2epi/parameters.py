@@ -89,6 +89,8 @@ def read_yaml(text: str, source: str):
             raise ValueError(f"{where}: the tag !!{tag.group(1) if tag else '?'} is refused; parameter files "
                              "hold plain values (numbers, text, lists)") from None
         raise ValueError(f"{where}: {err.problem or err.context} (not valid YAML)") from None
+    except yaml.reader.ReaderError as err:
+        raise ValueError(f"{source}, character {err.position + 1}: {err.reason} (not valid YAML)") from None
 
 
 def parse_override(text: str) -> tuple[str, object]:
