@@ -18,7 +18,7 @@ INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayer
                  "best val AUC", "test AUROC", "test MCC", "status", "note"]
 MARKS = ("FAILED", "INTERRUPTED")  # files the runner leaves in a record that did not finish
 
-_UMASK = os.umask(0)
+_UMASK = os.umask(0)  # read once (it can only be read by setting it): temporaries get the usual file mode
 os.umask(_UMASK)
 
 
