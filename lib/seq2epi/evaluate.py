@@ -1,9 +1,10 @@
-"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation."""
+"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation;
+calibrate the transformer's probabilities on validation."""
 
 import numpy as np
 import pandas as pd
 
-from seq2epi import baselines, metrics
+from seq2epi import baselines, calibrate, metrics
 
 
 def _labelled(part: tuple, target: int) -> tuple:
@@ -85,3 +86,25 @@ def score_predictions(frame: pd.DataFrame, criterion: str = "mcc", n_boot: int =
         results[mark] = _test_metrics(y_val, val_score, y_test, test_score, criterion, n_boot, seed)
         results[mark]["val_auroc"] = metrics.binary_metrics(y_val, val_score)["auroc"]
     return results
+
+
+def _quality(y, p, n_bins: int) -> dict:
+    return {"ece": metrics.ece(y, p, n_bins), "brier": metrics.brier(y, p)}
+
+
+def calibrate_marks(labels: dict, probs: dict, marks: list[str], n_bins: int = 10) -> tuple[np.ndarray, dict]:
+    """Temperatures fitted on the val split, one per mark, and each mark's test ECE and Brier score before
+    and after scaling; `labels` and `probs` map val/test to [n] or [n, marks] arrays (NaN: unlabelled)."""
+    y = {name: np.asarray(labels[name], dtype=float) for name in ("val", "test")}
+    y = {name: v.reshape(len(v), -1) for name, v in y.items()}
+    p = {name: np.asarray(probs[name]).reshape(len(y[name]), -1) for name in ("val", "test")}
+    temperature = calibrate.fit_temperature(p["val"], y["val"])
+    after = calibrate.apply_temperature(p["test"], temperature)
+    report = {}
+    for t, mark in enumerate(marks):
+        known = ~np.isnan(y["test"][:, t])
+        y_test = y["test"][known, t]
+        report[mark] = {"temperature": float(temperature[t]), "n_bins": n_bins,
+                        "before": _quality(y_test, p["test"][known, t], n_bins),
+                        "after": _quality(y_test, after[known, t], n_bins)}
+    return temperature, report
