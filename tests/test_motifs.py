@@ -56,5 +56,9 @@ def test_a_jaspar_plant_motif_matches_itself_on_both_strands():
     assert list(first["match"]) == [name, name] and list(first["strand"]) == ["+", "-"]
     assert (first["p_value"] < 1e-6).all() and (first["e_value"] == first["p_value"] * len(jaspar)).all()
     assert match_motifs([], jaspar).empty
+    fig, ax = plt.subplots()
+    pattern_logo(ppm, ax=ax, information=True)
+    assert 0 < ax.get_ylim()[1] <= 2.5  # bits
+    plt.close(fig)
     with pytest.raises(ValueError, match="no CORE motif of tax group 'martians'"):
         jaspar_motifs(tax_group="martians")

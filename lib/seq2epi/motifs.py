@@ -99,13 +99,17 @@ def match_motifs(patterns: list[Pattern], targets: dict[str, np.ndarray], n_near
     return pd.DataFrame(rows, columns=columns)
 
 
-def pattern_logo(matrix, ax=None, title: str = ""):
-    """A [L, 4] contribution or frequency matrix as a sequence logo (logomaker); returns the Axes."""
+def pattern_logo(matrix, ax=None, title: str = "", information: bool = False):
+    """A [L, 4] contribution matrix, or with `information` a probability matrix drawn in bits, as a sequence
+    logo (logomaker); returns the Axes."""
     import logomaker
     import matplotlib.pyplot as plt
 
+    frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), columns=list("ACGT"))
+    if information:
+        frame = logomaker.transform_matrix(frame, from_type="probability", to_type="information")
     if ax is None:
-        ax = plt.subplots(figsize=(max(3.0, len(matrix) / 3), 1.8))[1]
-    logomaker.Logo(pd.DataFrame(np.asarray(matrix), columns=list("ACGT")), ax=ax)
+        ax = plt.subplots(figsize=(max(3.0, len(frame) / 3), 1.8))[1]
+    logomaker.Logo(frame, ax=ax)
     ax.set_title(title, fontsize=9)
     return ax
