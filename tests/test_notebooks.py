@@ -54,6 +54,7 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
                    "track", "variety_map", "genome_overview"):
         assert (smoke_record / "figures" / f"{figure}.png").exists(), figure
     assert "ci95" in metrics["transformer"] and (smoke_record / "top_kmers.tsv").exists()
+    assert set(metrics["calibration"]) == {"H3K4me3"} and (smoke_record / "figures/reliability.png").exists()
     for written in ("artifacts/track.bw", "artifacts/map.h5", "changed_windows.tsv", "variable_regions.tsv"):
         assert (smoke_record / written).exists(), written
     index = (workbook / "executed" / "INDEX.md").read_text()

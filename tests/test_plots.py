@@ -183,3 +183,12 @@ def test_plot_genome_overview(tmp_path):
     assert chr1.images[0].get_array().shape == (6, 20)
     assert sorted(t.get_text() for t in chr1.get_yticklabels()) == samples
     _saves(fig, tmp_path)
+
+
+def test_plot_reliability(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(y * 0.6 + rng.random(300) * 0.4, 0, 1)
+    fig = plots.plot_reliability({"before": (y, p), "after": (y, np.full(300, y.mean()))})
+    assert _legend(fig.axes[0])[0].startswith("before (ECE ")
+    _saves(fig, tmp_path)

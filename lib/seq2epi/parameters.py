@@ -23,9 +23,10 @@ RANGES = {
     "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "lr_scale": "(0, inf)",
     "warmup": "[1, inf)", "weight_decay": "[0, inf)", "clip_grad": "(0, inf)", "num_workers": "[0, inf)",
     "nproc": "[1, inf)",
-    "predict_batch_size": "[0, inf)", "attribution_n": "[1, inf)", "kmer_sequences": "[1, inf)",
+    "predict_batch_size": "[0, inf)", "attribution_n": "[0, inf)", "kmer_sequences": "[0, inf)",
     "predict_stride": "[1, inf)", "map_block": "[1, inf)", "population_varieties": "[0, inf)",
-    "changed_delta": "(0, 1]",
+    "changed_delta": "(0, 1]", "max_test_sequences": "[0, inf)", "modisco_n": "[0, inf)",
+    "calibration_bins": "[2, inf)",
 }
 
 

@@ -12,7 +12,7 @@ from matplotlib.patches import FancyArrow
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from seq2epi import maps
+from seq2epi import maps, metrics
 
 MAX_GENE_NAMES = 12  # gene names are written only when at most this many genes are in view
 
@@ -129,6 +129,25 @@ def plot_confusion(metrics: dict) -> Figure:
         ax.set(xlabel="predicted label", ylabel="true label")
         ax.tick_params(length=0)
         ax.tick_params(axis="y", labelrotation=0)
+    return fig
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> Figure:
+    """Reliability diagram: observed positive rate against mean probability per bin, one line per
+    {name: (y_true, y_prob)} with its ECE and Brier score, and the windows per bin below."""
+    with _style():
+        fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.2), height_ratios=(3, 1), sharex=True,
+                                       layout="constrained")
+        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
+        for name, (y, p) in curves.items():
+            bins = metrics.reliability_bins(y, p, n_bins)
+            label = f"{name} (ECE {metrics.ece(y, p, n_bins):.3f}, Brier {metrics.brier(y, p):.3f})"
+            line = ax.plot(bins["mean_prob"], bins["frac_pos"], marker="o", ms=4, label=label)[0]
+            hist.stairs(bins["count"], np.r_[bins["lower"], 1.0], color=line.get_color())
+        ax.set(ylabel="observed positive rate", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left", frameon=False, fontsize="small")
+        hist.set(xlabel="predicted probability", ylabel="windows")
+        sns.despine(fig)
     return fig
 
 
