@@ -155,8 +155,9 @@ class NucleicTransformer(nn.Module):
         self.pool = GeM()
         self.classifier = nn.Linear(config.ninp, config.n_targets)
 
-    def forward(self, tokens: torch.Tensor, return_attention: bool = False):
-        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged)."""
+    def encode(self, tokens: torch.Tensor, return_attention: bool = False):
+        """Per-position outputs [B, L', E] (the k-mer windows of every k, concatenated; zero where a window
+        touches PAD) and valid [B, L']; with return_attention also weights [B, nlayers, L', L']."""
         kmax = max(self.config.kmers)
         if tokens.dim() != 2 or not kmax <= tokens.size(1) <= self.config.max_len:
             raise ValueError(f"Expected tokens [batch, length] with {kmax} <= length <= "
@@ -178,5 +179,10 @@ class NucleicTransformer(nn.Module):
             weights.append(w)
         if not unpadded:
             x = x * valid.unsqueeze(-1)
+        return (x, valid, torch.stack(weights, dim=1)) if return_attention else (x, valid)
+
+    def forward(self, tokens: torch.Tensor, return_attention: bool = False):
+        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged)."""
+        x, valid, *weights = self.encode(tokens, return_attention)
         logits = self.classifier(self.pool(x, valid))
-        return (logits, torch.stack(weights, dim=1)) if return_attention else logits
+        return (logits, weights[0]) if return_attention else logits

@@ -254,13 +254,21 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Nucle
 
 
 def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTransformer:
-    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match."""
-    source, _ = load_checkpoint(path)
+    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match.
+
+    A pretrained encoder (00_pretrain) gives everything but the classifier head, which stays new, so its
+    number of targets may differ.
+    """
+    source, ck = load_checkpoint(path)
+    encoder_only = ck.get("kind") == "pretrained encoder"
     mine, theirs = asdict(model.config), asdict(source.config)
-    shape = [k for k in mine if k not in ("dropout", "attention")]  # what the weights' shapes depend on
-    differ = {k: (theirs[k], mine[k]) for k in shape if theirs[k] != mine[k]}
+    free = {"dropout", "attention"} | ({"n_targets"} if encoder_only else set())
+    differ = {k: (theirs[k], mine[k]) for k in mine if k not in free and theirs[k] != mine[k]}
     if differ:
         raise ValueError(f"{path}: its model differs from this experiment's in {differ} (checkpoint, "
                          "experiment); starting from its weights needs the same architecture.")
-    model.load_state_dict(source.state_dict())
+    weights = source.state_dict()
+    if encoder_only:
+        weights = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
+    model.load_state_dict(weights, strict=not encoder_only)
     return model
