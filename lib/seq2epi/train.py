@@ -256,19 +256,19 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Nucle
 def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTransformer:
     """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match.
 
-    A pretrained encoder (00_pretrain) gives everything but the classifier head, which stays new, so its
-    number of targets may differ.
+    A pretrained encoder (00_pretrain) gives everything but the head (classifier and k-mer spectrum), which
+    stays new, so the number of targets and the k-mer features may differ.
     """
     source, ck = load_checkpoint(path)
     encoder_only = ck.get("kind") == "pretrained encoder"
     mine, theirs = asdict(model.config), asdict(source.config)
-    free = {"dropout", "attention"} | ({"n_targets"} if encoder_only else set())
+    free = {"dropout", "attention"} | ({"n_targets", "kmer_features"} if encoder_only else set())
     differ = {k: (theirs[k], mine[k]) for k in mine if k not in free and theirs[k] != mine[k]}
     if differ:
         raise ValueError(f"{path}: its model differs from this experiment's in {differ} (checkpoint, "
                          "experiment); starting from its weights needs the same architecture.")
     weights = source.state_dict()
     if encoder_only:
-        weights = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
+        weights = {k: v for k, v in weights.items() if not k.startswith(("classifier.", "spectrum."))}
     model.load_state_dict(weights, strict=not encoder_only)
     return model
