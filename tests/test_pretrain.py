@@ -10,11 +10,13 @@ from seq2epi.pretrain import (
     Corpus,
     PretrainConfig,
     centres,
+    corpus_from,
     cut_corpus,
     mask_spans,
     masked_batch,
     pretrain,
     sample_corpus,
+    split_corpus,
 )
 from seq2epi.sequence import PAD, N, encode
 from seq2epi.train import init_from
@@ -115,3 +117,15 @@ def test_a_classifier_starts_from_a_pretrained_encoder_with_a_new_head(tmp_path)
     assert torch.equal(classifier.classifier.weight, head)
     with pytest.raises(ValueError, match="differs"):
         init_from(make_toy_model(kmers=(5,)), tmp_path / "best.pt")
+
+
+def test_corpus_from_fasta_and_training_csv_leaves_out_held_out_regions(fasta, tmp_path):
+    path, _ = fasta
+    csv = tmp_path / "train.csv"
+    csv.write_text("sequence,label\n" + "ACGT" * 30 + ",1\nACGTACGTAC,0\n")
+    corpus = corpus_from([path], [csv], 100, 40, seed=0, held_out=["chr2", "chr1:0-1500"])
+    assert len(corpus) == 42 and corpus.lengths[-2:].tolist() == [100, 10]
+    train, val = split_corpus(corpus, 0.25, seed=0)
+    assert len(train) + len(val) == 42 and len(val) == 10
+    with pytest.raises(ValueError, match="pretrain_fasta or pretrain_csv"):
+        corpus_from([], [], 100, 10, seed=0)

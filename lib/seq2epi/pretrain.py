@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seq2epi.datasets import random_split, read_labeled_csv
+from seq2epi.intervals import held_out_region
 from seq2epi.model import NucleicTransformer
 from seq2epi.sequence import PAD, N, encode, iter_fasta
 
@@ -133,6 +135,33 @@ def cut_corpus(seqs: list[str], window: int, seed: int) -> Corpus:
     return Corpus(tokens, lengths, soft)
 
 
+def corpus_from(fastas: list[Path], csvs: list[Path], window: int, n: int, seed: int,
+                exclude: pd.DataFrame | None = None, margin: int = 0, held_out: list[str] = (),
+                max_n_fraction: float = 0.1) -> Corpus:
+    """The corpus of an experiment: `n` windows of the FASTA files (sample_corpus) and one window of each
+    sequence of the CSV files (cut_corpus); `held_out` chromosomes or regions (chrom:start-end), e.g. the
+    classifier's validation and test regions, are left out of the FASTA windows."""
+    regions = [held_out_region(r) for r in held_out]
+    whole = tuple(c for c, s, e in regions if s == 0 and e == np.inf)
+    parts = [exclude] if exclude is not None else []
+    parts.append(pd.DataFrame([(c, s, min(e, 2**62)) for c, s, e in regions if c not in whole],
+                              columns=["chrom", "start", "end"]))
+    exclude = pd.concat(parts, ignore_index=True)
+    corpora = [sample_corpus(fastas, window, n, seed, exclude, margin, whole, max_n_fraction)] if fastas else []
+    for path in csvs:
+        corpora.append(cut_corpus(read_labeled_csv(path)["sequence"].tolist(), window, seed))
+    if not corpora:
+        raise ValueError("pretraining needs sequence: give pretrain_fasta or pretrain_csv.")
+    return Corpus(*(np.concatenate(a) for a in zip(*((c.tokens, c.lengths, c.soft) for c in corpora),
+                                                     strict=True)))
+
+
+def split_corpus(corpus: Corpus, val_fraction: float, seed: int) -> tuple[Corpus, Corpus]:
+    """(train, validation) windows, a seeded `val_fraction` of them for validation."""
+    val = random_split(len(corpus), val_fraction, seed)
+    return corpus.subset(np.flatnonzero(~val)), corpus.subset(np.flatnonzero(val))
+
+
 # ---- masking and the objective ----
 
 def mask_spans(lengths: np.ndarray, width: int, fraction: float, span: int,
@@ -206,12 +235,13 @@ def _save(obj: dict, path: Path) -> None:
 
 
 def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: PretrainConfig,
-             checkpoint_dir: str | os.PathLike, resume: bool = False, on_epoch=None) -> pd.DataFrame:
-    """Pretrain `model`'s encoder in place; one history row per epoch (masked-token loss and accuracy);
-    last.pt and best.pt (lowest validation loss) in checkpoint_dir, loadable by train.load_checkpoint.
+             checkpoint_dir: str | os.PathLike, resume: bool = False,
+             history_path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Pretrain `model`'s encoder in place; one history row per epoch (masked-token loss and accuracy),
+    printed as a line and rewritten to `history_path` (TSV) as it grows; last.pt and best.pt (lowest
+    validation loss) in checkpoint_dir, loadable by train.load_checkpoint.
 
     Batches and masks depend only on (seed, epoch, batch), so a resumed run ends as an uninterrupted one.
-    `on_epoch(row)` is called after each epoch (a line for the record).
     """
     from seq2epi.train import TrainConfig, lr_at  # the classifier's Noam schedule
 
@@ -258,9 +288,18 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
         if val_loss < best:
             best = val_loss
             _save(ck, checkpoint_dir / "best.pt")
-        if on_epoch is not None:
-            on_epoch(history[-1])
+        row = history[-1]
+        print(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f}, "
+              f"val masked-token accuracy {val_acc:.4f}")
+        if history_path is not None:
+            _write_tsv(pd.DataFrame(history, columns=HISTORY_COLUMNS), Path(history_path))
     return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+
+
+def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, path)
 
 
 @torch.no_grad()
