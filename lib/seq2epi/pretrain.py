@@ -147,7 +147,9 @@ def corpus_from(fastas: list[Path], csvs: list[Path], window: int, n: int, seed:
     parts.append(pd.DataFrame([(c, s, min(e, 2**62)) for c, s, e in regions if c not in whole],
                               columns=["chrom", "start", "end"]))
     exclude = pd.concat(parts, ignore_index=True)
-    corpora = [sample_corpus(fastas, window, n, seed, exclude, margin, whole, max_n_fraction)] if fastas else []
+    corpora = []
+    if fastas:
+        corpora.append(sample_corpus(fastas, window, n, seed, exclude, margin, whole, max_n_fraction))
     for path in csvs:
         corpora.append(cut_corpus(read_labeled_csv(path)["sequence"].tolist(), window, seed))
     if not corpora:
