@@ -6,7 +6,7 @@
 For each number of varieties n, a population is simulated with msprime over real sequence (haploid inbred
 varieties, SNP diversity 0.003, 10% indels, recombination 1e-10 per bp) and written as a VCF into a temp dir;
 then a fresh process maps the reference and the n varieties into a MatrixStore region by region
-(seq2epi.variants.map_varieties) with a seeded, untrained model, so its peak RSS is its own. Inference is
+(seq2epi.maps.map_varieties) with a seeded, untrained model, so its peak RSS is its own. Inference is
 the time spent in seq2epi.predict.predict; the rest (VCF parsing, variety sequences, window slicing,
 hashing of distinct windows, store writes) is window building.
 """
@@ -20,16 +20,19 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
-from seq2epi import variants
+from seq2epi import maps, variants
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.predict import predict
 from seq2epi.sequence import Genome
 from seq2epi.simulate import simulate_population
-from seq2epi.tracks import MatrixStore, map_regions
+from seq2epi.tiling import map_regions
+from seq2epi.tracks import MatrixStore
 from seq2epi.train import set_threads
 
 RICE_BP, RICE_VARIETIES = 373_245_519, 3000  # IRGSP-1.0 assembly; the 3K Rice Genomes project
@@ -68,7 +71,7 @@ def measure(vcf: Path, fasta: Path, region: tuple[str, int, int], args) -> dict:
     model = NucleicTransformer(ModelConfig(ninp=args.ninp, nhead=args.nhead, nhid=args.nhid,
                                            nlayers=args.nlayers, kmers=(args.kmer,)))
     inference = [0.0]
-    variants.predict = timed(variants.predict, inference)  # map_varieties calls predict through here
+    predictor = timed(partial(predict, model, batch_size=args.batch_size, device=args.device), inference)
     genome = Genome(fasta)
     chrom, start, end = region
     regions = map_regions({chrom: end - start}, args.window, args.stride, args.region_size)
@@ -78,8 +81,7 @@ def measure(vcf: Path, fasta: Path, region: tuple[str, int, int], args) -> dict:
                                args.window, args.stride)
     t0 = time.perf_counter()
     with store:
-        stats = variants.map_varieties(model, genome, store, regions, vcf, args.batch_size, args.device,
-                                       progress=False)
+        stats = maps.map_varieties(predictor, genome, store, regions, vcf, progress=False)
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {"total": stats["total"], "distinct": stats["distinct"], "inference": inference[0],

@@ -1,5 +1,6 @@
 # ---- predict-region and merge-regions (issue 4: variety maps) ----
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from seq2epi.cli import main
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict_genome
+from seq2epi.predict import predict, predict_genome
 from seq2epi.sequence import Genome
 from seq2epi.tracks import MatrixStore, read_part
 
@@ -44,7 +45,7 @@ def test_predict_region_and_merge(checkpoint, tmp_path, capsys):
     genome = Genome(DATA / "tiny.fa")
     model = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,)))
     model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True)["model"])
-    track = predict_genome(model, genome, 10, 5, batch_size=1, progress=False)
+    track = predict_genome(partial(predict, model, batch_size=1), genome, 10, 5, progress=False)
     with MatrixStore(tmp_path / "m.h5") as store:
         scores, bins = store.read("chr1")
         assert store.samples == ["reference", "s2", "s1"] and not np.isnan(scores).any()

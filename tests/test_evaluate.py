@@ -63,3 +63,22 @@ def test_an_ensemble_refuses_members_of_another_split():
     other.loc[0, "split"] = "test"
     with pytest.raises(ValueError, match="b: its predictions hold other rows, labels or marks than a's"):
         evaluate.mean_predictions({"a": predictions(0, 1.0), "b": other})
+
+
+def test_score_track_against_peaks_and_labelled_windows():
+    starts = np.arange(0, 1000, 100)
+    track = pd.DataFrame({"chrom": "c1", "start": starts, "end": starts + 100,
+                          "score": np.linspace(0.05, 0.95, 10)})
+    peaks = pd.DataFrame({"chrom": ["c1"], "start": [720], "end": [1000]})
+    labelled = pd.DataFrame({"chrom": ["c1"] * 5 + ["c9"], "start": [0, 300, 500, 800, 700, 0],
+                             "end": [200, 400, 600, 1000, 900, 100], "label": [0, 1, 0, 1, 1, 1],
+                             "mark": ["K4", "K4", "K4", "K4", "K27", "K4"]})
+    result = evaluate.score_track(track, {"c1": 1000}, "K4", peaks=peaks, labelled=labelled)
+    assert result["peak_bins"] == {"fraction": 0.3, "auroc": 1.0}
+    assert set(result) == {"peak_bins", "labelled_all"}  # the K27 window and the one on c9 are left out
+    assert result["labelled_all"]["auroc"] == 0.75 and result["labelled_all"]["acc"] == 0.5
+    held_out = ([], ["c1:500-1000"])
+    by_split = evaluate.score_track(track, {"c1": 1000}, "K4", labelled=labelled, held_out=held_out)
+    assert sorted(by_split) == ["labelled_test", "labelled_train"]
+    assert by_split["labelled_test"]["auroc"] == by_split["labelled_train"]["auroc"] == 1.0
+    assert evaluate.score_track(track, {"c1": 1000}, "K4") == {}

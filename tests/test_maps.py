@@ -1,8 +1,103 @@
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from seq2epi import maps
+from seq2epi.predict import predict
+from seq2epi.sequence import PAD, Genome
+from seq2epi.tiling import map_regions
+from seq2epi.tracks import MatrixStore
+from seq2epi.variants import REFERENCE, Variants, variety_windows
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def genome():
+    return Genome(DATA / "tiny.fa")
+
+
+@pytest.fixture
+def variants(genome):
+    with pytest.warns(UserWarning, match="skipped 1 variant call"):
+        return Variants.load(DATA / "tiny.vcf", genome)
+
+
+@pytest.fixture
+def model(toy_model):
+    return toy_model(kmers=(3,))
+
+
+# ---- the map ----
+
+def test_predict_varieties_equals_predicting_each_variety(genome, variants, model):
+    # batch_size=1 on both sides: a batch's composition moves float32 results by an ulp, nothing else does
+    predictor = partial(predict, model, batch_size=1)
+    scores, bins, stats = maps.predict_varieties(predictor, genome, variants, ("chr1", 0, 50), 10, 5)
+    tokens, windows = variety_windows(genome, variants, "chr1", 0, 50, 10, 5)
+    assert scores.shape == (5, 9) and stats["total"] == 45 and stats["distinct"] < 45
+    for row, seqs in zip(scores, tokens, strict=True):
+        np.testing.assert_array_equal(row, predict(model, seqs, (seqs != PAD).sum(1), batch_size=1))
+    assert bins.values.tolist()[0] == ["chr1", 3, 8] and len(bins) == len(windows)
+    chunked, _, _ = maps.predict_varieties(predictor, genome, variants, ("chr1", 0, 50), 10, 5,
+                                           chunk_bytes=200)
+    np.testing.assert_array_equal(chunked, scores)
+
+
+def test_predict_varieties_leaves_mostly_n_windows_out(genome, variants, toy_model):
+    predictor = partial(predict, toy_model(kmers=(3,), n_targets=2))
+    scores, _, _ = maps.predict_varieties(predictor, genome, variants, ("chr1", 0, 50), 4, 2,
+                                          max_n_fraction=0.25, n_targets=2)
+    assert scores.shape == (5, 24, 2)
+    assert np.isnan(scores[0, 4]).all()  # reference window 8-12 is NNAC
+    assert not np.isnan(scores[0, 0]).any()
+
+
+def test_map_run_resumes_without_losing_regions(genome, tmp_path, model):
+    predictor = partial(predict, model)
+    regions = map_regions(genome.chrom_sizes, 10, 5, 20)
+    rows = [REFERENCE, "s1", "s2", "s3", "s4"]
+    kw = dict(vcf_path=DATA / "tiny.vcf", progress=False)
+    with pytest.warns(UserWarning):
+        with MatrixStore.create(tmp_path / "full.h5", rows, genome.chrom_sizes, 10, 5) as store:
+            maps.map_varieties(predictor, genome, store, regions, **kw)
+            full = {c: store.read(c)[0] for c in genome.chrom_sizes}
+        with MatrixStore.create(tmp_path / "part.h5", rows, genome.chrom_sizes, 10, 5) as store:
+            maps.map_varieties(predictor, genome, store, regions.iloc[:2], **kw)  # then killed
+        with MatrixStore.create(tmp_path / "part.h5", rows, genome.chrom_sizes, 10, 5, resume=True) as store:
+            stats = maps.map_varieties(predictor, genome, store, regions, **kw)
+            assert stats["skipped_done"] == 2 and stats["regions"] == len(regions) - 2
+            for chrom, expected in full.items():
+                np.testing.assert_array_equal(store.read(chrom)[0], expected)
+        scores, names, _ = maps.region_scores(predictor, genome, ("chr1", 0, 20), 10, 5, DATA / "tiny.vcf")
+    assert names == rows and scores.shape == (5, 3)
+
+
+def test_map_population_over_chosen_regions(genome, tmp_path, model):
+    predictor = partial(predict, model)
+    chosen = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [30]})
+    vcf = DATA / "tiny.vcf"
+    store, todo, stats = maps.map_population(predictor, genome, vcf, tmp_path / "m.h5", 10, 5, 20,
+                                             regions=chosen, samples=["s2"], progress=False)
+    with store:
+        assert store.samples == [REFERENCE, "s2"]
+        assert todo.values.tolist() == [["chr1", 0, 25], ["chr1", 20, 45]]
+        assert stats["regions"] == 2 and stats["total"] == 2 * 8
+        scores, bins = store.read_genome(["chr1"])
+        assert not np.isnan(scores[:, :8]).any() and np.isnan(scores[:, 8:]).all()
+
+
+def test_map_rejects_a_region_shorter_than_the_window(genome, variants, model):
+    with pytest.raises(ValueError, match="chr1:45-55 is not inside"):
+        maps.predict_varieties(partial(predict, model), genome, variants, ("chr1", 45, 55), 10, 5)
+    with pytest.raises(ValueError, match="chr1:0-8 is 8 bp, shorter than the 10 bp window"):
+        maps.region_scores(partial(predict, model), genome, ("chr1", 0, 8), 10, 5)
+
+
+# ---- analysis ----
 
 
 def _bins(n: int, chroms: tuple[str, ...] = ("chr1",), width: int = 100) -> pd.DataFrame:
@@ -88,3 +183,8 @@ def test_aggregate():
     assert blocks.values.tolist() == [["chr1", 0, 400], ["chr1", 400, 800], ["chr1", 800, 1000],
                                       ["chr2", 0, 400], ["chr2", 400, 800], ["chr2", 800, 1000]]
     assert means[0].tolist() == [1.5, 5.5, 8.5, 11.5, 15.5, 18.5]
+
+
+def test_overview_bin_size():
+    assert maps.overview_bin_size(_bins(10, width=1000), 100) == 100  # 10 kb: the stride
+    assert maps.overview_bin_size(_bins(10, width=100_000), 100, n_blocks=200) == 5000

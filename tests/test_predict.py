@@ -1,11 +1,14 @@
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import auto_batch_size, predict, predict_genome, tile
+from seq2epi.predict import auto_batch_size, genome_inputs, predict, predict_genome
 from seq2epi.sequence import Genome, N, pad_batch, reverse_complement
+from seq2epi.tiling import tile
 
 
 def toy_model(n_targets=1):
@@ -84,25 +87,11 @@ def test_predict_bfloat16_autocast_only_when_asked_on_cpu(batch):
     np.testing.assert_array_equal(predict(model, tokens, lengths, amp=False), fp32)
 
 
-def test_tile_whole_genome_and_regions():
-    with pytest.warns(UserWarning, match=r"\['b'\]"):
-        windows = tile({"a": 250, "b": 90}, window=100, stride=50)
-    assert windows.values.tolist() == [["a", 0, 100], ["a", 50, 150], ["a", 100, 200], ["a", 150, 250]]
-    regions = pd.DataFrame({"chrom": ["a"], "start": [120], "end": [999]})
-    assert tile({"a": 250}, 100, 30, regions)["start"].tolist() == [120, 150]
-
-
-def test_tile_errors():
-    with pytest.raises(ValueError, match="region 0 .*shorter than the 100 bp window"):
-        tile({"a": 250}, 100, 50, pd.DataFrame({"chrom": ["a"], "start": [200], "end": [400]}))
-    with pytest.raises(ValueError, match="zz"):
-        tile({"a": 250}, 100, 50, pd.DataFrame({"chrom": ["zz"], "start": [0], "end": [200]}))
-
-
 def test_predict_genome_bins_scores_and_n_windows(genome):
     model = toy_model()
     with pytest.warns(UserWarning, match="chr2"):
-        track = predict_genome(model, genome, window=200, stride=50, batch_size=3, progress=False)
+        track = predict_genome(partial(predict, model, batch_size=3), genome, window=200, stride=50,
+                               progress=False)
     assert list(track.columns) == ["chrom", "start", "end", "score"]
     assert (track["chrom"] == "chr1").all()
     assert ((track["end"] - track["start"]) == 50).all()
@@ -118,7 +107,8 @@ def test_predict_genome_bins_scores_and_n_windows(genome):
 def test_predict_genome_regions_and_rc(genome):
     model = toy_model()
     regions = pd.DataFrame({"chrom": ["chr1"], "start": [600], "end": [900]})
-    track = predict_genome(model, genome, 100, 100, regions, rc_average=True, progress=False)
+    predictor = partial(predict, model, rc_average=True)
+    track = predict_genome(predictor, genome, 100, 100, regions, progress=False)
     assert track["start"].tolist() == [600, 700, 800]
     tokens = np.stack([genome.tokens("chr1", s, s + 100) for s in (600, 700, 800)])
     np.testing.assert_allclose(track["score"], predict(model, tokens, rc_average=True), atol=1e-5)
@@ -126,5 +116,30 @@ def test_predict_genome_regions_and_rc(genome):
 
 def test_predict_genome_skips_all_n_regions(genome):
     regions = pd.DataFrame({"chrom": ["chr1"], "start": [400], "end": [520]})
-    track = predict_genome(toy_model(), genome, 100, 10, regions, progress=False)
+    track = predict_genome(partial(predict, toy_model()), genome, 100, 10, regions, progress=False)
     assert track.empty and list(track.columns) == ["chrom", "start", "end", "score"]
+
+
+def test_predict_genome_in_chunks_equals_one_chunk(genome):
+    predictor = partial(predict, toy_model(n_targets=2), batch_size=1)
+    regions = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [400]})
+    whole = predict_genome(predictor, genome, 50, 20, regions, target=1, progress=False)
+    chunked = predict_genome(predictor, genome, 50, 20, regions, target=1, progress=False, chunk_bytes=120)
+    assert len(whole) == 18
+    pd.testing.assert_frame_equal(whole, chunked)
+
+
+def test_genome_inputs_from_parameters_or_the_experiments_own_genome(tmp_path):
+    data, artifacts = tmp_path / "data", tmp_path / "artifacts"
+    given = genome_inputs(data, "csv", "K4", "g.fa", "genes.gff", "", "v.vcf", artifacts)
+    assert given == (data / "g.fa", data / "genes.gff", None, data / "v.vcf")
+    assert genome_inputs(data, "csv", "K4", artifacts=artifacts) == (None, None, None, None)
+    artifacts.mkdir()
+    (artifacts / "samples.tsv").write_text("variety\tmark\tfasta\tpeaks\nV1\tK27\tx.fa\tx27.bed\n"
+                                           "V1\tK4\tgenome/genome.fa\tgenome/k4.bed\n")
+    own = genome_inputs(data, "simulate", "K4", predict_peaks="p.bed", artifacts=artifacts)
+    assert own.fasta == (artifacts / "genome" / "genome.fa").resolve() and own.peaks == data / "p.bed"
+    assert (own.genes, own.vcf) == (artifacts / "genome" / "genes.gff", artifacts / "genome" / "variants.vcf")
+    assert genome_inputs(data, "genome", "K4", artifacts=artifacts).genes is None
+    with pytest.raises(ValueError, match=r"samples.tsv has no sample of mark 'K9' \(it has \['K27'"):
+        genome_inputs(data, "genome", "K9", artifacts=artifacts)

@@ -108,6 +108,13 @@ def test_genome_errors_name_the_file(tiny_fa, tmp_path):
         Genome(tmp_path / "missing.fa")
 
 
+def test_duplicate_chromosome_names_name_the_file(tmp_path):
+    path = tmp_path / "dup.fa"
+    path.write_text(">chr01\nACGT\n>chr02\nAC\n>chr01 again\nGG\n")
+    with pytest.raises(ValueError, match=r"dup.fa has more than one sequence named 'chr01'"):
+        Genome(path)
+
+
 def test_plain_gzip_is_refused(tmp_path):
     path = tmp_path / "tiny.fa.gz"
     with gzip.open(path, "wb") as f:

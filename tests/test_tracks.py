@@ -3,10 +3,10 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from seq2epi.predict import tile
+from seq2epi.tiling import map_regions
 from seq2epi.tracks import (
     MatrixStore,
-    map_regions,
+    first_region,
     merge_parts,
     read_bigwig,
     read_part,
@@ -91,16 +91,6 @@ def region_scores(region, marks=1):
     return (scores[..., 0] if marks == 1 else scores).astype(np.float32)
 
 
-def test_map_regions_split_the_tiling_without_gap_or_overlap():
-    regions = map_regions(MAP_SIZES, 100, 50, 200)  # four windows a region
-    assert regions.values.tolist() == [["chrA", 0, 250], ["chrA", 200, 450], ["chrA", 400, 650],
-                                       ["chrA", 600, 850], ["chrA", 800, 1000], ["chrB", 0, 250],
-                                       ["chrB", 200, 400]]  # chrC is shorter than a window
-    parts = [tile(MAP_SIZES, 100, 50, regions.iloc[[i]]) for i in range(len(regions))]
-    together = pd.concat(parts, ignore_index=True)
-    assert together.equals(tile({"chrA": 1000, "chrB": 430}, 100, 50))
-
-
 def write_map(path, regions, resume=False, marks=("score",)):
     with MatrixStore.create(path, ROWS, MAP_SIZES, 100, 50, list(marks), resume=resume) as store:
         for region in regions.itertuples(index=False):
@@ -121,6 +111,9 @@ def test_matrix_store_round_trip_and_exports(tmp_path):
                                         ["chrA", 225, 275]]
         np.testing.assert_allclose(scores[1], (np.arange(50, 250, 50) + 0.5) / 1000)
         assert store.read("chrC")[0].shape == (3, 0)
+        scores, bins = store.read_genome(["chrB", "chrA"])
+        assert scores.shape == (3, 19 + 7) and bins["chrom"].tolist() == ["chrA"] * 19 + ["chrB"] * 7
+        np.testing.assert_array_equal(scores[:, 19:], store.read("chrB")[0])
         store.export_bigwig("v2", tmp_path / "v2.bw")
         store.export_bedgraph("v2", tmp_path / "v2.bedGraph")
         with pytest.raises(ValueError, match="sample 'v9' is not in matrix store"):
@@ -189,3 +182,11 @@ def test_write_bigwig_into_a_missing_folder_is_a_clear_error(tmp_path):
     track = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [10], "score": [0.5]})
     with pytest.raises(FileNotFoundError, match="cannot write bigWig .*its folder does not exist"):
         write_bigwig(track, {"chr1": 100}, tmp_path / "absent" / "t.bw")
+
+
+def test_first_region_stays_on_the_first_chromosome(track):
+    ordered = track.sort_values(["chrom", "start"]).reset_index(drop=True)
+    assert first_region(ordered, 50_000) == ("chrA", 0, 150)
+    assert first_region(ordered, 60) == ("chrA", 0, 60)
+    with pytest.raises(ValueError, match="the track is empty"):
+        first_region(ordered.iloc[:0], 100)

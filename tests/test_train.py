@@ -1,10 +1,12 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import make_motif_data, make_toy_model
 
+from seq2epi import train
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.train import HISTORY_COLUMNS, TrainConfig, _loss, fit, init_from, load_checkpoint, lr_at
@@ -127,3 +129,24 @@ def test_multi_target_with_unlabelled_marks_and_amp(data, tmp_path):
     cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "amp": True})
     history = fit(model, train2, val2, cfg, tmp_path, progress=False)
     assert history[HISTORY_COLUMNS[1:]].notna().all(axis=None)
+
+
+def test_history_grows_an_epoch_at_a_time_with_one_line_each(data, tmp_path, monkeypatch, capsys):
+    rows_seen, write_history = [], train.write_history
+
+    def write_and_read(history, path):
+        write_history(history, path)
+        rows_seen.append(len(pd.read_csv(path, sep="\t")))
+
+    monkeypatch.setattr(train, "write_history", write_and_read)
+    monkeypatch.setenv("SEQ2EPI_PROGRESS", "off")  # as `seq2epi run --quiet`: lines, no bar
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    history = fit(toy_model(), *data, cfg, tmp_path / "ck", history_path=tmp_path / "history.tsv")
+    assert rows_seen == [1, 2]
+    written = pd.read_csv(tmp_path / "history.tsv", sep="\t")
+    pd.testing.assert_frame_equal(written, history, check_dtype=False)
+    assert not list(tmp_path.glob("*.tmp"))
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and len(lines) == 2
+    assert lines[1].startswith("epoch 2/2  train loss ") and f"val AUC {history.val_auc[1]:.4f}" in lines[1]

@@ -5,22 +5,16 @@ from pathlib import Path
 import cyvcf2
 import numpy as np
 import pytest
-import torch
 from Bio import bgzf
 
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict
 from seq2epi.sequence import PAD, Genome, decode, encode
-from seq2epi.tracks import MatrixStore, map_regions
 from seq2epi.variants import (
-    REFERENCE,
     Variants,
-    map_varieties,
-    predict_varieties,
+    match_chroms,
     read_samples,
-    region_scores,
     unique_windows,
     variety_sequence,
+    variety_window_blocks,
     variety_windows,
 )
 
@@ -35,11 +29,6 @@ VARIETIES = {
     "s4": "ACGTACGTNN" "A" "TRYACGTACGTTTGGCCAAGGTTCCAAGGCCNNACGT",
 }
 VCF_HEADER = ["##fileformat=VCFv4.2", '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">']
-
-
-def toy_model():
-    torch.manual_seed(0)
-    return NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,)))
 
 
 def tokens_of(seq: str) -> str:
@@ -162,11 +151,52 @@ def test_sample_subset_keeps_the_requested_order(genome):
 
 
 def test_chromosome_alias(genome, tmp_path):
-    vcf = write_vcf(tmp_path / "a.vcf", ["1 2 . C T . PASS . GT 1/1"], contigs=("1",))
-    with pytest.raises(ValueError, match=r"contigs \(1\) do not match .* chromosomes \(chr1, chr2, chr3\)"):
+    vcf = write_vcf(tmp_path / "a.vcf", ["scaffold1 2 . C T . PASS . GT 1/1"], contigs=("scaffold1",))
+    with pytest.raises(ValueError, match=r"contigs \(scaffold1\) do not match .* chromosomes \(chr1, chr2, "
+                                         r"chr3\); map them with chrom_alias"):
         Variants.load(vcf, genome)
-    v = Variants.load(vcf, genome, region=("chr1", 0, 10), chrom_alias={"1": "chr1"})
+    v = Variants.load(vcf, genome, region=("chr1", 0, 10), chrom_alias={"scaffold1": "chr1"})
     assert decode(variety_sequence(genome, v, "a", "chr1", 0, 4)[0]) == "ATGT"
+    vcf = write_vcf(tmp_path / "b.vcf", ["7 2 . C T . PASS . GT 1/1"], contigs=("7",))
+    assert Variants.load(vcf, genome, chrom_alias={7: "chr1"}).table["chrom"].tolist() == ["chr1"]  # YAML int
+
+
+def test_common_chromosome_forms_are_matched_and_said(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "a.vcf", ["1 2 . C T . PASS . GT 1/1", "02 1 . T A . PASS . GT 1/1"],
+                    contigs=("1", "02"))
+    with pytest.warns(UserWarning, match=r"a.vcf: chromosome names read as the FASTA .*tiny.fa's: 1 -> chr1, "
+                                         r"02 -> chr2"):
+        v = Variants.load(vcf, genome)
+    assert v.table["chrom"].tolist() == ["chr1", "chr2"]
+    with pytest.warns(UserWarning, match="1 -> chr1"):  # also through a region query
+        v = Variants.load(vcf, genome, region=("chr1", 0, 10))
+    assert decode(variety_sequence(genome, v, "a", "chr1", 0, 4)[0]) == "ATGT"
+    vcf = write_vcf(tmp_path / "b.vcf", ["Chr1 2 . C T . PASS . GT 1/1"], contigs=())  # no ##contig lines
+    with pytest.warns(UserWarning, match="Chr1 -> chr1"):
+        assert Variants.load(vcf, genome).table["chrom"].tolist() == ["chr1"]
+
+
+def test_match_chroms_only_when_unambiguous():
+    fasta = ["chr01", "chr02", "chr10", "ChrSy"]
+    assert match_chroms(["1", "2", "10", "sy", "Un"], fasta) == {"1": "chr01", "2": "chr02", "10": "chr10",
+                                                                 "sy": "ChrSy"}
+    assert match_chroms(["1"], ["chr1", "chr01"]) == {}  # two FASTA names fit
+    assert match_chroms(["1", "chr1"], ["chr01"]) == {}  # two VCF names want one chromosome
+    assert match_chroms(["1", "chr01"], ["chr01"]) == {}  # chr01 is taken by its own name
+    assert match_chroms(["1", "2"], fasta, {"2": "chr01"}) == {}  # the alias wins and claims chr01
+    assert match_chroms(["2"], fasta, {"1": "chr02"}) == {}
+
+
+def test_vcf_without_gt_names_the_record(genome):
+    with pytest.raises(ValueError, match=r"no_gt.vcf record chr1:2 has no GT field; expected a genotype"):
+        Variants.load(DATA / "no_gt.vcf", genome)
+
+
+def test_window_blocks_join_into_the_windows(genome, variants):
+    tokens, _ = variety_windows(genome, variants, "chr1", 0, 50, 10, 3)
+    blocks = list(variety_window_blocks(genome, variants, "chr1", 0, 50, 10, 3, max_bytes=5 * 10 * 4))
+    assert [b.shape[1] for b in blocks] == [4, 4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), tokens)
 
 
 def test_unique_windows_round_trip():
@@ -175,44 +205,6 @@ def test_unique_windows_round_trip():
     uniq, inverse = unique_windows(tokens)
     assert inverse.shape == (3, 7) and len(uniq) == len({t.tobytes() for t in tokens.reshape(-1, 4)})
     np.testing.assert_array_equal(uniq[inverse], tokens)
-
-
-def test_predict_varieties_equals_predicting_each_variety(genome, variants):
-    model = toy_model()
-    # batch_size=1 on both sides: a batch's composition moves float32 results by an ulp, nothing else does
-    scores, bins, stats = predict_varieties(model, genome, variants, ("chr1", 0, 50), 10, 5, batch_size=1)
-    tokens, windows = variety_windows(genome, variants, "chr1", 0, 50, 10, 5)
-    assert scores.shape == (5, 9) and stats["total"] == 45 and stats["distinct"] < 45
-    for row, seqs in zip(scores, tokens, strict=True):
-        np.testing.assert_array_equal(row, predict(model, seqs, (seqs != PAD).sum(1), batch_size=1))
-    assert bins.values.tolist()[0] == ["chr1", 3, 8] and len(bins) == len(windows)
-
-
-def test_predict_varieties_leaves_mostly_n_windows_out(genome, variants):
-    model = toy_model()
-    scores, _, _ = predict_varieties(model, genome, variants, ("chr1", 0, 50), 4, 2, max_n_fraction=0.25)
-    assert np.isnan(scores[0, 4])  # reference window 8-12 is NNAC
-    assert not np.isnan(scores[0, 0])
-
-
-def test_map_run_resumes_without_losing_regions(genome, tmp_path):
-    model = toy_model()
-    regions = map_regions(genome.chrom_sizes, 10, 5, 20)
-    rows = [REFERENCE, "s1", "s2", "s3", "s4"]
-    kw = dict(vcf_path=DATA / "tiny.vcf", progress=False)
-    with pytest.warns(UserWarning):
-        with MatrixStore.create(tmp_path / "full.h5", rows, genome.chrom_sizes, 10, 5) as store:
-            map_varieties(model, genome, store, regions, **kw)
-            full = {c: store.read(c)[0] for c in genome.chrom_sizes}
-        with MatrixStore.create(tmp_path / "part.h5", rows, genome.chrom_sizes, 10, 5) as store:
-            map_varieties(model, genome, store, regions.iloc[:2], **kw)  # then killed
-        with MatrixStore.create(tmp_path / "part.h5", rows, genome.chrom_sizes, 10, 5, resume=True) as store:
-            stats = map_varieties(model, genome, store, regions, **kw)
-            assert stats["skipped_done"] == 2 and stats["regions"] == len(regions) - 2
-            for chrom, expected in full.items():
-                np.testing.assert_array_equal(store.read(chrom)[0], expected)
-        scores, names, _ = region_scores(model, genome, ("chr1", 0, 20), 10, 5, DATA / "tiny.vcf")
-    assert names == rows and scores.shape == (5, 3)
 
 
 # ---- bad input ----
@@ -251,7 +243,9 @@ def test_interval_past_the_chromosome_end(genome, variants):
     with pytest.raises(ValueError, match="chr2:0-26 is not inside chr2"):
         variety_sequence(genome, variants, "s1", "chr2", 0, 26)
     with pytest.raises(ValueError, match="chr1:45-55 is not inside"):
-        predict_varieties(toy_model(), genome, variants, ("chr1", 45, 55), 10, 5)
+        variety_windows(genome, variants, "chr1", 45, 55, 10, 5)
+    with pytest.raises(ValueError, match="chr1:0-8 is 8 bp, shorter than the 10 bp window"):
+        variety_windows(genome, variants, "chr1", 0, 8, 10, 5)
 
 
 def test_empty_vcf_gives_the_reference(genome, tmp_path):

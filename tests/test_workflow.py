@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,15 @@ import pytest
 import torch
 import yaml
 
+from seq2epi.maps import map_varieties
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.predict import predict
 from seq2epi.sequence import Genome
 from seq2epi.simulate import simulate_demo
-from seq2epi.tracks import MatrixStore, map_regions
+from seq2epi.tiling import map_regions
+from seq2epi.tracks import MatrixStore
 from seq2epi.train import load_checkpoint
-from seq2epi.variants import REFERENCE, map_varieties, read_samples
+from seq2epi.variants import REFERENCE, read_samples
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +48,7 @@ def test_snakefile_merges_the_single_process_matrix(tmp_path):
     model, _ = load_checkpoint(tmp_path / "best.pt")
     rows = [REFERENCE, *read_samples(vcf)]
     with MatrixStore.create(tmp_path / "single.h5", rows, genome.chrom_sizes, 200, 100) as single:
-        map_varieties(model, genome, single, regions, vcf, batch_size=64, progress=False)
+        map_varieties(partial(predict, model, batch_size=64), genome, single, regions, vcf, progress=False)
         with MatrixStore(tmp_path / "map" / "matrix.h5") as merged:
             assert merged.samples == rows == [REFERENCE, "V1", "V2", "V3"]
             for chrom in genome.chrom_sizes:

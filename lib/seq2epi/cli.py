@@ -49,11 +49,14 @@ def _names(text: str | None) -> list[str] | None:
 
 def _predict_region(args) -> None:
     # imported here so that `seq2epi run | compare | list` start without torch
+    from functools import partial
+
     from seq2epi.intervals import parse_region
+    from seq2epi.maps import region_scores
+    from seq2epi.predict import predict
     from seq2epi.sequence import Genome
     from seq2epi.tracks import write_part
     from seq2epi.train import load_checkpoint
-    from seq2epi.variants import region_scores
 
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out} must be an .npz file (one region part).")
@@ -66,9 +69,11 @@ def _predict_region(args) -> None:
     alias = dict(pair.split("=", 1) for pair in _names(args.chrom_alias) or [])
     genome = Genome(args.fasta)
     region = parse_region(args.region)
-    scores, rows, stats = region_scores(model, genome, region, args.window, args.stride, args.vcf,
-                                        _names(args.samples), args.batch_size, args.device, args.rc_average,
-                                        het=args.het, missing=args.missing, chrom_alias=alias)
+    predictor = partial(predict, model, batch_size=args.batch_size, device=args.device,
+                        rc_average=args.rc_average)
+    scores, rows, stats = region_scores(predictor, genome, region, args.window, args.stride, args.vcf,
+                                        _names(args.samples), n_targets, het=args.het, missing=args.missing,
+                                        chrom_alias=alias)
     write_part(args.out, region, scores, rows, marks, genome.chrom_sizes, args.window, args.stride)
     print(f"{args.region}: {stats['distinct']} distinct of {stats['total']} windows predicted -> {args.out}")
 
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     region.add_argument("--rc-average", action="store_true", help="average with the reverse complement")
     region.add_argument("--het", default="ref", choices=["ref", "alt", "n"], help="heterozygous calls")
     region.add_argument("--missing", default="ref", choices=["ref", "n"], help="missing calls")
-    region.add_argument("--chrom-alias", help="VCF=FASTA chromosome names, e.g. 1=chr01,2=chr02")
+    region.add_argument("--chrom-alias", help="VCF=FASTA chromosome names, e.g. 1=chr01,2=chr02 (the forms "
+                        "1, chr1, chr01, Chr1 are matched without it when one FASTA name fits)")
     region.add_argument("--marks", help="comma-separated names of the model's targets (default: score)")
     region.add_argument("--out", required=True, help="the region part (.npz)")
     region.set_defaults(func=_predict_region)

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
-from seq2epi import baselines, metrics
+from seq2epi import baselines, intervals, metrics
 
 
 def _labelled(part: tuple, target: int) -> tuple:
@@ -84,4 +85,29 @@ def score_predictions(frame: pd.DataFrame, criterion: str = "mcc", n_boot: int =
         val_score, test_score = val[f"score_{mark}"], test[f"score_{mark}"]
         results[mark] = _test_metrics(y_val, val_score, y_test, test_score, criterion, n_boot, seed)
         results[mark]["val_auroc"] = metrics.binary_metrics(y_val, val_score)["auroc"]
+    return results
+
+
+def score_track(track: pd.DataFrame, chrom_sizes: dict[str, int], mark: str,
+                peaks: pd.DataFrame | None = None, labelled: pd.DataFrame | None = None,
+                held_out: tuple[list, list] | None = None) -> dict:
+    """Metrics of a genome track (chrom,start,end,score): with peaks, the fraction of bins overlapping a peak
+    and the track's AUROC for them (all bins: agreement, not a held-out metric); with labelled windows
+    (chrom,start,end,[mark,split,]label), each window scored by the mean of its bins, binary metrics per
+    split. held_out=(val, test) regions first regroup the windows by a genome-mode record's own split."""
+    results = {}
+    if peaks is not None:
+        in_peak = intervals.overlaps(track, peaks)
+        results["peak_bins"] = {"fraction": float(in_peak.mean()),
+                                "auroc": float(roc_auc_score(in_peak, track["score"]))}
+    if labelled is not None:
+        labelled = labelled[labelled["chrom"].isin(chrom_sizes)]
+        if "mark" in labelled:
+            labelled = labelled[labelled["mark"] == mark]
+        labelled = labelled.assign(score=intervals.window_scores(track, labelled)).dropna(subset=["score"])
+        if held_out is not None:
+            labelled["split"] = intervals.split_by_region(labelled, *held_out, require_present=False)
+        groups = labelled.groupby("split") if "split" in labelled else [("all", labelled)]
+        for split, part in groups:
+            results[f"labelled_{split}"] = metrics.binary_metrics(part["label"], part["score"], 0.5)
     return results

@@ -146,9 +146,11 @@ def render_html(notebook: Path) -> Path:
 def execute(template: Path, record: Path, parameters: dict, progress: bool = True) -> Path:
     """Run one template notebook with papermill into the record (cwd = record) and render it as HTML."""
     output = record / template.name
+    os.environ["SEQ2EPI_PROGRESS"] = "terminal" if progress else "off"  # bars: terminal, not record
     try:
         papermill.execute_notebook(str(template), str(output), parameters=parameters, cwd=str(record),
-                                   progress_bar=progress, kernel_name="python3")
+                                   progress_bar=progress and {"desc": template.stem}, kernel_name="python3",
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning
     except PapermillExecutionError as err:
         raise ExperimentError(output, f"{err.ename}: {err.evalue}".strip()) from None
     finally:

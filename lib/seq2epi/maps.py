@@ -1,9 +1,110 @@
-"""The epigenome map of a population: variety order, most variable regions, changed windows and variants."""
+"""The epigenome map of a population: reference and varieties predicted over regions into a variety × bin
+matrix; its analysis: variety order, most variable regions, changed windows and the variants inside them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
 
 import bioframe
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import leaves_list, linkage
+from tqdm.auto import tqdm
+
+from . import intervals, tiling
+from .sequence import PAD, Genome, N
+from .tracks import MatrixStore
+from .variants import REFERENCE, Variants, check_interval, read_samples, unique_windows, variety_window_blocks
+
+Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n, L], lengths [n]) -> probs
+
+
+# ---- the map: predict the reference and every variety ----
+
+def predict_varieties(predictor: Predictor, genome: Genome, variants: Variants | None,
+                      region: tuple[str, int, int], window: int, stride: int, max_n_fraction: float = 0.5,
+                      n_targets: int = 1, chunk_bytes: int = 2**26) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Scores [n_samples + 1, n_bins] (or [..., n_targets]) of the reference and every variety over a region.
+
+    `predictor(tokens, lengths)` gives probabilities, e.g. functools.partial(predict.predict, model, ...).
+    Each distinct window is predicted once; windows more than `max_n_fraction` N (or PAD, where deletions ran
+    out of chromosome) score NaN. Bins are `stride` wide and centred on the windows, as in predict_genome.
+    stats: total and distinct windows.
+    """
+    chrom, start, end = region
+    targets = () if n_targets == 1 else (n_targets,)
+    parts, distinct = [], 0
+    for block in variety_window_blocks(genome, variants, chrom, start, end, window, stride, chunk_bytes):
+        uniq, inverse = unique_windows(block)
+        lengths = (uniq != PAD).sum(1)
+        keep = np.flatnonzero((uniq >= N).sum(1) <= max_n_fraction * window)
+        scores = np.full((len(uniq),) + targets, np.nan, np.float32)
+        if keep.size:
+            scores[keep] = predictor(uniq[keep], lengths[keep])
+        parts.append(scores[inverse])
+        distinct += len(uniq)
+    scores = np.concatenate(parts, axis=1)
+    bins = tiling.centred_bins(chrom, tiling.window_starts(start, end, window, stride), window, stride,
+                               genome.chrom_sizes[chrom])
+    return scores, bins, {"total": scores.shape[0] * scores.shape[1], "distinct": distinct}
+
+
+def region_scores(predictor: Predictor, genome: Genome, region: tuple[str, int, int], window: int,
+                  stride: int, vcf_path=None, samples: list[str] | None = None, n_targets: int = 1,
+                  **load_kw) -> tuple[np.ndarray, list[str], dict]:
+    """(scores, row names, stats) of one region; the VCF (optional) is read over the region plus a window.
+
+    load_kw (het, missing, chrom_alias) go to Variants.load.
+    """
+    chrom, start, end = region
+    check_interval(genome, chrom, start, end)
+    variants = None
+    if vcf_path is not None:
+        margin = (chrom, start, min(genome.chrom_sizes[chrom], end + window))
+        variants = Variants.load(vcf_path, genome, margin, samples, **load_kw)
+    scores, _, stats = predict_varieties(predictor, genome, variants, region, window, stride,
+                                         n_targets=n_targets)
+    rows = [REFERENCE] + (variants.samples if variants is not None else [])
+    return scores, rows, stats | (variants.counts if variants is not None else {})
+
+
+def map_varieties(predictor: Predictor, genome: Genome, store: MatrixStore, regions: pd.DataFrame,
+                  vcf_path=None, progress: bool = True, **load_kw) -> dict:
+    """Predict each region not yet done into `store` (rows: reference, then its samples); returns stats."""
+    samples = store.samples[1:] if vcf_path is not None else None
+    totals = {"regions": 0, "skipped_done": 0, "total": 0, "distinct": 0}
+    todo = regions[["chrom", "start", "end"]].itertuples(index=False)
+    for chrom, start, end in tqdm(todo, total=len(regions), disable=not progress, desc="regions"):
+        if store.done(chrom, start, end):
+            totals["skipped_done"] += 1
+            continue
+        scores, rows, stats = region_scores(predictor, genome, (chrom, int(start), int(end)), store.window,
+                                            store.stride, vcf_path, samples, len(store.marks), **load_kw)
+        if rows != store.samples:
+            raise ValueError(f"matrix store {store.path} has rows {store.samples[:20]}, but region "
+                             f"{chrom}:{start}-{end} gave {rows[:20]}.")
+        store.write_region(chrom, int(start), int(end), scores)
+        totals["regions"] += 1
+        totals["total"] += stats["total"]
+        totals["distinct"] += stats["distinct"]
+    return totals
+
+
+def map_population(predictor: Predictor, genome: Genome, vcf_path, path, window: int, stride: int,
+                   block: int, regions: pd.DataFrame | None = None, samples: list[str] | None = None,
+                   progress: bool = True, **load_kw) -> tuple[MatrixStore, pd.DataFrame, dict]:
+    """The map of the VCF's samples (default all) in the store at `path` (created, or resumed), over the
+    genome's `block` bp map regions (those overlapping `regions` when given); returns store, regions and
+    stats."""
+    samples = list(samples or read_samples(vcf_path))
+    todo = tiling.map_regions(genome.chrom_sizes, window, stride, block)
+    if regions is not None:
+        todo = todo[intervals.overlaps(todo, regions)].reset_index(drop=True)
+    store = MatrixStore.create(path, [REFERENCE, *samples], genome.chrom_sizes, window, stride, resume=True)
+    return store, todo, map_varieties(predictor, genome, store, todo, vcf_path, progress, **load_kw)
+
+
+# ---- analysis of a map ----
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -42,6 +143,11 @@ def cluster_order(scores: np.ndarray) -> np.ndarray:
         return np.arange(len(x))
     x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
     return leaves_list(linkage(x, method="average", metric="euclidean", optimal_ordering=True))
+
+
+def overview_bin_size(bins: pd.DataFrame, stride: int, n_blocks: int = 200) -> int:
+    """A block size in bp, a multiple of stride, of about `n_blocks` blocks along the longest chromosome."""
+    return max(stride, int(bins["end"].max()) // n_blocks // stride * stride)
 
 
 def aggregate(scores: np.ndarray, bins: pd.DataFrame, samples: list[str],

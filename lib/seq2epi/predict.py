@@ -1,8 +1,10 @@
-"""Batched inference, reverse-complement averaging and genome tiling."""
+"""Batched inference, reverse-complement averaging and the genome track."""
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
+from . import prepare, tiling
 from .sequence import Genome, N, reverse_complement
 
 
@@ -105,35 +108,34 @@ def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, amp:
         return torch.sigmoid(model(x.to(device, non_blocking=True).long()).float())
 
 
-def _regions(
-    chrom_sizes: dict[str, int], window: int, regions: pd.DataFrame | None
-) -> list[tuple[str, int, int]]:
-    """Regions clipped to the chromosomes; chromosomes shorter than window are skipped with a warning."""
-    if window < 1:
-        raise ValueError(f"window must be a positive number of bases, got {window}.")
-    if regions is None:
-        short = [c for c, size in chrom_sizes.items() if size < window]
-        if short:
-            warnings.warn(
-                f"{len(short)} chromosome(s) shorter than the {window} bp window are not tiled: {short}.",
-                stacklevel=3,
-            )
-        return [(c, 0, int(size)) for c, size in chrom_sizes.items() if size >= window]
-    out = []
-    for i, (chrom, start, end) in enumerate(regions[["chrom", "start", "end"]].itertuples(index=False)):
-        if chrom not in chrom_sizes:
-            raise ValueError(
-                f"region {i} ({chrom}:{start}-{end}) is on a chromosome not in the genome's "
-                f"{list(chrom_sizes)}."
-            )
-        start, end = max(int(start), 0), min(int(end), int(chrom_sizes[chrom]))
-        if end - start < window:
-            raise ValueError(
-                f"region {i} ({chrom}:{start}-{end}) is {max(end - start, 0)} bp after clipping to the "
-                f"chromosome, shorter than the {window} bp window."
-            )
-        out.append((chrom, start, end))
-    return out
+class GenomeInputs(NamedTuple):
+    """What 04_predict_genome reads: the genome, and the genes, peaks and varieties (VCF) beside it."""
+
+    fasta: Path | None
+    genes: Path | None
+    peaks: Path | None
+    vcf: Path | None
+
+
+def genome_inputs(data: Path, input: str, mark: str, predict_fasta: str = "", genes_gff: str = "",
+                  predict_peaks: str = "", vcf: str = "", artifacts: Path = Path("artifacts")
+                  ) -> GenomeInputs:
+    """The files named by the parameters (relative to `data`); what they leave unset comes, in genome and
+    simulate modes, from the reference of the experiment's own data (01's artifacts/samples.tsv), and in
+    simulate mode the demo genome's genes and VCF."""
+    fasta, genes, peaks, vcf_path = (data / name if name else None
+                                     for name in (predict_fasta, genes_gff, predict_peaks, vcf))
+    if input in ("simulate", "genome") and fasta is None:
+        sheet = prepare.read_sample_sheet(artifacts / "samples.tsv")
+        rows = sheet[sheet["mark"] == mark]
+        if rows.empty:
+            raise ValueError(f"{artifacts / 'samples.tsv'} has no sample of mark {mark!r} (it has "
+                             f"{sorted(set(sheet['mark']))}); set predict_fasta or the mark.")
+        fasta, peaks = Path(rows["fasta"].iat[0]), peaks or Path(rows["peaks"].iat[0])
+        if input == "simulate":
+            genes = genes or artifacts / "genome" / "genes.gff"
+            vcf_path = vcf_path or artifacts / "genome" / "variants.vcf"
+    return GenomeInputs(fasta, genes, peaks, vcf_path)
 
 
 def _empty(*columns: str) -> pd.DataFrame:
@@ -141,57 +143,30 @@ def _empty(*columns: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in columns})
 
 
-def _starts(start: int, end: int, window: int, stride: int) -> np.ndarray:
-    return np.arange(start, end - window + 1, stride, dtype=np.int64)
-
-
-def tile(
-    chrom_sizes: dict[str, int], window: int, stride: int, regions: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Windows chrom,start,end of width `window` every `stride` bp, fully inside each chromosome or region."""
-    if stride < 1:
-        raise ValueError(f"stride must be a positive number of bases, got {stride}.")
-    parts = []
-    for chrom, start, end in _regions(chrom_sizes, window, regions):
-        starts = _starts(start, end, window, stride)
-        parts.append(pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + window}))
-    return pd.concat(parts, ignore_index=True) if parts else _empty("chrom", "start", "end")
-
-
 def predict_genome(
-    model: torch.nn.Module,
+    predictor: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     genome: Genome,
     window: int,
     stride: int,
     regions: pd.DataFrame | None = None,
-    batch_size: int | str = 256,
-    device: str | torch.device = "cpu",
-    rc_average: bool = False,
     max_n_fraction: float = 0.5,
     target: int = 0,
     progress: bool = True,
-    amp: bool | None = None,
+    chunk_bytes: int = 2**26,
 ) -> pd.DataFrame:
     """Track chrom,start,end,score: each window's probability on the `stride`-wide bin centred on the window.
 
-    Each region is encoded once and windows are sliced from it in chunks, so memory stays bounded; windows
-    with more than `max_n_fraction` N are left out of the track. With several targets, score is `target`.
-    batch_size and amp are as in `predict`.
+    `predictor(tokens, lengths)` gives probabilities, e.g. functools.partial(predict, model, batch_size=...,
+    device=..., rc_average=...). Each region is encoded once and windows are sliced from it in chunks of
+    about `chunk_bytes`, so memory stays bounded; windows with more than `max_n_fraction` N are left out of
+    the track. With several targets, score is `target`.
     """
-    if stride < 1:
-        raise ValueError(f"stride must be a positive number of bases, got {stride}.")
     sizes = genome.chrom_sizes
-    todo = _regions(sizes, window, regions)
-    device = torch.device(device)
-    batch_size = _resolve_batch_size(model, batch_size, window, device, amp)
-    chunk = 16 * batch_size
+    todo = tiling.clip_regions(sizes, window, regions)
+    chunk = max(1, chunk_bytes // window)
     parts = []
-    bar = tqdm(
-        total=sum(len(_starts(s, e, window, stride)) for _, s, e in todo),
-        disable=not progress,
-        desc="windows",
-        unit="win",
-    )
+    bar = tqdm(total=sum(tiling.n_windows(e - s, window, stride) for _, s, e in todo), disable=not progress,
+               desc="windows", unit="win")
     for chrom, start, end in todo:
         tokens = genome.tokens(chrom, start, end)
         windows = sliding_window_view(tokens, window)[::stride]
@@ -200,16 +175,12 @@ def predict_genome(
             block = np.ascontiguousarray(windows[i : i + chunk])
             keep = np.flatnonzero((block == N).mean(axis=1) <= max_n_fraction)
             if keep.size:
-                probs = predict(model, block[keep], None, batch_size, device, rc_average, amp=amp)
+                probs = predictor(block[keep], None)
                 scores[i + keep] = probs if probs.ndim == 1 else probs[:, target]
             bar.update(len(block))
-        centres = _starts(start, end, window, stride) + window // 2
-        bin_start = np.clip(centres - stride // 2, 0, sizes[chrom])
-        bin_end = np.clip(centres - stride // 2 + stride, 0, sizes[chrom])
-        ok = ~np.isnan(scores)
-        parts.append(
-            pd.DataFrame({"chrom": chrom, "start": bin_start[ok], "end": bin_end[ok], "score": scores[ok]})
-        )
+        bins = tiling.centred_bins(chrom, tiling.window_starts(start, end, window, stride), window, stride,
+                                   sizes[chrom])
+        parts.append(bins.assign(score=scores)[~np.isnan(scores)])
     bar.close()
     if not parts:
         return _empty("chrom", "start", "end", "score")

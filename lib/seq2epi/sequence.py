@@ -115,9 +115,16 @@ class Genome:
         if not self.path.is_file():
             raise FileNotFoundError(f"FASTA file {self.path} does not exist")
         _check_not_plain_gzip(self.path)
-        self._fasta = pyfaidx.Fasta(
-            str(self.path), as_raw=True, sequence_always_upper=True, **_index_names(self.path)
-        )
+        try:
+            self._fasta = pyfaidx.Fasta(
+                str(self.path), as_raw=True, sequence_always_upper=True, **_index_names(self.path)
+            )
+        except ValueError as err:
+            if not str(err).startswith("Duplicate key"):
+                raise
+            name = str(err).removeprefix("Duplicate key ").strip('"')
+            raise ValueError(f"FASTA file {self.path} has more than one sequence named {name!r} (the first "
+                             f"word of a '>' line); expected unique chromosome names.") from None
         self.chrom_sizes: dict[str, int] = {name: len(rec) for name, rec in self._fasta.items()}
 
     def __repr__(self) -> str:

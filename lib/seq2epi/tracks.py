@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pyBigWig
 
+from . import tiling
+
 
 def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
@@ -80,6 +82,15 @@ def write_bigwig(track: pd.DataFrame, chrom_sizes: dict[str, int], path: str | o
     return path
 
 
+def first_region(track: pd.DataFrame, width: int) -> tuple[str, int, int]:
+    """The first `width` bp of a track's first chromosome, from its first bin (at most to that chromosome's
+    last bin end)."""
+    if track.empty:
+        raise ValueError("the track is empty (no window was scored), so it has no region to show.")
+    chrom, start = track["chrom"].iat[0], int(track["start"].iat[0])
+    return chrom, start, int(min(start + width, track.loc[track["chrom"] == chrom, "end"].max()))
+
+
 def read_bigwig(path: str | os.PathLike, chrom: str, start: int, end: int) -> np.ndarray:
     """Per-base values of chrom:start-end (NaN where the track has no data)."""
     path = Path(path)
@@ -100,27 +111,6 @@ def read_bigwig(path: str | os.PathLike, chrom: str, start: int, end: int) -> np
 
 
 # ---- variety × bin matrices ----
-
-def _n_windows(size: int, window: int, stride: int) -> int:
-    return max(0, (size - window) // stride + 1)
-
-
-def map_regions(chrom_sizes: dict[str, int], window: int, stride: int, size: int) -> pd.DataFrame:
-    """Regions chrom,start,end holding the windows that start in consecutive `size` bp blocks.
-
-    The genome-wide tiling (window starts at multiples of stride) is split without gap or overlap of windows,
-    so regions can be predicted apart and merged into one matrix.
-    """
-    if window < 1 or stride < 1 or size < stride:
-        raise ValueError(f"need window >= 1 and 1 <= stride <= size, got window={window}, stride={stride}, "
-                         f"size={size}.")
-    per = size // stride
-    rows = []
-    for chrom, length in chrom_sizes.items():
-        n = _n_windows(int(length), window, stride)
-        rows += [(chrom, j * stride, (min(j + per, n) - 1) * stride + window) for j in range(0, n, per)]
-    return pd.DataFrame(rows, columns=["chrom", "start", "end"]).astype({"start": np.int64, "end": np.int64})
-
 
 def _strings(values) -> np.ndarray:
     return np.array([str(v).encode() for v in values], dtype=h5py.string_dtype())
@@ -170,7 +160,7 @@ class MatrixStore:
             f.create_dataset("done", (0,), h5py.string_dtype(), maxshape=(None,), chunks=(1024,))
             for mark in marks:
                 for chrom, size in chrom_sizes.items():
-                    n = _n_windows(int(size), window, stride)
+                    n = tiling.n_windows(size, window, stride)
                     f.create_dataset(f"scores/{mark}/{chrom}", (len(samples), n), np.float32,
                                      chunks=(min(len(samples), 64), min(max(n, 1), 4096)) if n else None,
                                      fillvalue=np.nan)
@@ -202,7 +192,7 @@ class MatrixStore:
         if start % self.stride or start < 0:
             raise ValueError(f"region {chrom}:{start}-{end} does not start on a window of matrix store "
                              f"{self.path} (a multiple of its stride {self.stride}).")
-        return start // self.stride, _n_windows(min(end, size) - start, self.window, self.stride)
+        return start // self.stride, tiling.n_windows(min(end, size) - start, self.window, self.stride)
 
     def write_region(self, chrom: str, start: int, end: int, scores: np.ndarray) -> None:
         """Write scores [n_samples, n_windows] (or [..., n_marks]) of a region, then mark it done."""
@@ -224,10 +214,8 @@ class MatrixStore:
     def bins(self, chrom: str) -> pd.DataFrame:
         """The bins chrom,start,end of a chromosome's columns."""
         size = self._size(chrom)
-        low = np.arange(_n_windows(size, self.window, self.stride), dtype=np.int64) * self.stride
-        low += self.window // 2 - self.stride // 2
-        return pd.DataFrame({"chrom": chrom, "start": np.clip(low, 0, size),
-                             "end": np.clip(low + self.stride, 0, size)})
+        starts = tiling.window_starts(0, size, self.window, self.stride)
+        return tiling.centred_bins(chrom, starts, self.window, self.stride, size)
 
     def read(self, chrom: str, start: int = 0, end: int | None = None,
              mark: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
@@ -238,6 +226,13 @@ class MatrixStore:
         first, last = (cols[0], cols[-1] + 1) if cols.size else (0, 0)
         scores = self._file[f"scores/{mark or self.marks[0]}/{chrom}"][:, first:last]
         return scores, bins.iloc[cols].reset_index(drop=True)
+
+    def read_genome(self, chroms: list[str] | None = None,
+                    mark: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """Scores [n_samples, n_bins] and bins of whole chromosomes (default all), in the store's order."""
+        chroms = [c for c in self.chrom_sizes if chroms is None or c in set(chroms)]
+        parts = [self.read(c, mark=mark) for c in chroms]
+        return np.hstack([s for s, _ in parts]), pd.concat([b for _, b in parts], ignore_index=True)
 
     def track(self, sample: str, mark: str | None = None) -> pd.DataFrame:
         """One sample's track chrom,start,end,score over every chromosome (bins not yet written: NaN)."""

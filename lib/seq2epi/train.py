@@ -3,6 +3,7 @@
 import contextlib
 import os
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
 
 from seq2epi.datasets import collate_trim
 from seq2epi.metrics import binary_metrics
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.progress import bar, log
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc"]
 
@@ -162,12 +163,30 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_history(history: list[dict], path: str | os.PathLike) -> None:
+    """The per-epoch history as a TSV, rewritten atomically (a reader never sees half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, path)
+
+
+def epoch_line(row: dict, epochs: int, seconds: float) -> str:
+    """One epoch's line for the record and the terminal."""
+    return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss {row['train_loss']:.4f}  "
+            f"val loss {row['val_loss']:.4f}  val AUC {row['val_auc']:.4f}  val MCC {row['val_mcc']:.4f}  "
+            f"{seconds:.0f} s")
+
+
 def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
-        checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> pd.DataFrame:
+        checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+        history_path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Train `model` in place; one history row per epoch; checkpoints in checkpoint_dir (last.pt, best.pt).
 
+    With `progress`, each epoch shows a batch bar on the terminal and logs one line (seq2epi.progress);
+    with `history_path`, the history TSV is rewritten after every epoch, so it grows as training runs.
     Distributed (torchrun): every rank trains on its share, validation covers the whole validation set, every
-    rank returns the same history and only rank 0 writes checkpoints and shows progress.
+    rank returns the same history and only rank 0 writes checkpoints and history and shows progress.
     """
     rank, world = _world(cfg)
     device = torch.device(cfg.device)
@@ -201,6 +220,7 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
     # because set_epoch (augmentation) must reach fresh workers and the shuffle must restart from its seed.
     val_loader = make_loader(val_ds, cfg, device, persistent=True, sampler=val_sampler)
     for epoch in range(start + 1, cfg.epochs + 1):  # epochs count from 1, as in the lab's tables
+        began = time.perf_counter()
         seed = [cfg.seed, epoch] + ([rank] if world > 1 else [])
         torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
         if hasattr(train_ds, "set_epoch"):
@@ -212,11 +232,10 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
                          generator=gen)
         net.train()
         total, count = torch.zeros((), device=device), 0
-        # tqdm.auto calls iter() on a plain iterable itself, which would start (and waste) a second
-        # DataLoader iterator and shift the shuffle generator; hand it the one iterator we use.
-        bar = tqdm(iter(loader), total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=not progress or rank > 0, leave=False)
-        for tokens, labels in bar:
+        # tqdm calls iter() on a plain iterable itself, which would start (and waste) a second DataLoader
+        # iterator and shift the shuffle generator; hand it the one iterator we use.
+        batches = bar(iter(loader), f"epoch {epoch}/{cfg.epochs}", len(loader), progress and rank == 0)
+        for tokens, labels in batches:
             step += 1
             loss = train_step(net, opt, tokens, labels, lr_at(step, cfg, model.config.ninp), cfg, device)
             total += loss.detach() * len(tokens)
@@ -236,6 +255,10 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
             _save(ck, last)
             if m["auroc"] > best_auc:
                 _save(ck, checkpoint_dir / "best.pt")
+            if history_path is not None:
+                write_history(history, history_path)
+            if progress:
+                log(epoch_line(history[-1], cfg.epochs, time.perf_counter() - began))
         best_auc = max(best_auc, m["auroc"])
     if world > 1:
         dist.barrier()  # rank 0's checkpoints are on disk before any rank returns

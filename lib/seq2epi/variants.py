@@ -1,4 +1,4 @@
-"""Variety sequences from a multi-sample VCF (cyvcf2) in reference coordinates, and de-duplicated prediction.
+"""Variety sequences and windows from a multi-sample VCF (cyvcf2) in reference coordinates; distinct windows.
 
 Rice is inbred, so a variety is one haplotype: its homozygous alternative alleles applied to the reference.
 Windows keep reference coordinates; an indel changes a window's content, not its position (variety_windows).
@@ -9,7 +9,9 @@ Policies, set per load:
 - multi-allelic sites: each sample gets its own allele index (`2/2` is the second ALT);
 - overlapping variants within one sample: the later one is skipped (counted, with a warning);
 - symbolic alleles (`<DEL>`, `*`): the reference is kept (counted);
-- an empty VCF: every variety equals the reference (with a warning).
+- an empty VCF: every variety equals the reference (with a warning);
+- chromosome names: `chrom_alias` maps VCF names to FASTA names; the common forms `1`, `chr1`, `chr01`, `Chr1`
+  are matched without it when one FASTA name fits (with a warning naming the mapping).
 Every count lands in `Variants.counts`.
 """
 
@@ -17,19 +19,17 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cyvcf2
 import numpy as np
 import pandas as pd
-import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from tqdm.auto import tqdm
 
-from .predict import predict
 from .sequence import PAD, Genome, N, encode
-from .tracks import MatrixStore
+from .tiling import window_starts
 
 MASK = -1  # genotype code: mask the REF span with N
 REFERENCE = "reference"  # the name of the reference row in score matrices
@@ -53,7 +53,7 @@ def _names(names) -> str:
     return ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
 
 
-def _check_interval(genome: Genome, chrom: str, start: int, end: int) -> None:
+def check_interval(genome: Genome, chrom: str, start: int, end: int) -> None:
     if chrom not in genome.chrom_sizes:
         raise ValueError(f"chromosome {chrom!r} is not in the FASTA {genome.path} "
                          f"(which has {_names(genome.chrom_sizes)}).")
@@ -65,6 +65,41 @@ def _check_interval(genome: Genome, chrom: str, start: int, end: int) -> None:
 
 def _header_contigs(vcf: cyvcf2.VCF) -> list[str]:
     return re.findall(r"^##contig=<ID=([^,>]+)", vcf.raw_header, flags=re.M)
+
+
+def _chrom_key(name: str) -> str:
+    """chr01, Chr1, CHR1 and 1 share the key '1' (prefix chr and leading zeros dropped, case ignored)."""
+    key = re.sub(r"^chr", "", name, flags=re.I).lower()
+    return key.lstrip("0") or key
+
+
+def match_chroms(vcf_names, fasta_names, chrom_alias: dict[str, str] | None = None) -> dict[str, str]:
+    """VCF names (not in the FASTA nor in chrom_alias) -> the one FASTA name of the same form (1, chr1, chr01,
+    Chr1); a name is left out when no FASTA name, or several, or a FASTA name already claimed, fits."""
+    alias, fasta = dict(chrom_alias or {}), list(fasta_names)
+    claimed = set(alias.values()) | {n for n in vcf_names if n in fasta}
+    keys: dict[str, list[str]] = {}
+    for name in fasta:
+        keys.setdefault(_chrom_key(name), []).append(name)
+    found = {}
+    for name in dict.fromkeys(vcf_names):
+        if name in alias or name in fasta:
+            continue
+        fits = keys.get(_chrom_key(name), [])
+        if len(fits) == 1 and fits[0] not in claimed:
+            found[name] = fits[0]
+    targets = list(found.values())
+    return {k: v for k, v in found.items() if targets.count(v) == 1}
+
+
+def _matched(path: Path, genome: Genome, names, alias: dict[str, str]) -> dict[str, str]:
+    """alias completed by match_chroms over names, with a warning naming what was matched."""
+    found = match_chroms(names, genome.chrom_sizes, alias)
+    if found:
+        pairs = ", ".join(f"{k} -> {v}" for k, v in found.items())
+        warnings.warn(f"VCF {path}: chromosome names read as the FASTA {genome.path}'s: {pairs} (set "
+                      f"chrom_alias to map them otherwise).", stacklevel=3)
+    return alias | found
 
 
 def _records(vcf: cyvcf2.VCF, path: Path, region: tuple[str, int, int] | None):
@@ -85,9 +120,9 @@ def _records(vcf: cyvcf2.VCF, path: Path, region: tuple[str, int, int] | None):
             yield rec
 
 
-def _codes(rec: cyvcf2.Variant, het: str, missing: str, counts: dict) -> np.ndarray:
+def _codes(genotype, het: str, missing: str, counts: dict) -> np.ndarray:
     """Allele index per sample under the policies: 0 reference, k the k-th ALT, MASK for N."""
-    gt = rec.genotype.array()[:, :-1].astype(np.int16)  # last column: phasing
+    gt = genotype.array()[:, :-1].astype(np.int16)  # last column: phasing
     a = gt[:, 0]
     b = np.where(gt[:, 1] == -2, a, gt[:, 1]) if gt.shape[1] > 1 else a  # -2: haploid call
     miss = (a < 0) | (b < 0)
@@ -124,7 +159,6 @@ class Variants:
         for name, value in (("het", het), ("missing", missing)):
             if value not in _POLICIES[name]:
                 raise ValueError(f"{name} policy must be one of {_POLICIES[name]}, got {value!r}.")
-        alias = dict(chrom_alias or {})
         vcf = _vcf(path)
         if samples is not None:
             absent = [s for s in samples if s not in vcf.samples]
@@ -132,19 +166,24 @@ class Variants:
                 raise ValueError(f"VCF {path} has no sample(s) {absent}; it has {_names(vcf.samples)}.")
             vcf = _vcf(path, samples)
         order = [list(vcf.samples).index(s) for s in samples] if samples is not None else None
+        alias = {str(k): str(v) for k, v in (chrom_alias or {}).items()}  # YAML may read 1 as a number
+        alias = _matched(path, genome, _header_contigs(vcf), alias)
         contigs = [alias.get(c, c) for c in _header_contigs(vcf)]
         if contigs and not set(contigs) & set(genome.chrom_sizes):
             raise ValueError(f"VCF {path} contigs ({_names(contigs)}) do not match the FASTA {genome.path} "
-                             f"chromosomes ({_names(genome.chrom_sizes)}); pass a chromosome alias.")
+                             f"chromosomes ({_names(genome.chrom_sizes)}); map them with chrom_alias "
+                             f"(VCF name: FASTA name; predict-region --chrom-alias 1=chr01).")
         query = None
         if region is not None:
-            _check_interval(genome, *region)
+            check_interval(genome, *region)
             back = {v: k for k, v in alias.items()}
             query = (back.get(region[0], region[0]), region[1], region[2])
         counts = dict(records=0, het=0, missing=0, multiallelic=0, symbolic=0, skipped=0)
         rows, codes = [], []
         last_end: dict[str, np.ndarray] = {}
         for rec in _records(vcf, path, query):
+            if rec.CHROM not in alias and rec.CHROM not in genome.chrom_sizes:  # a contig not in the header
+                alias = _matched(path, genome, [rec.CHROM], alias)
             chrom = alias.get(rec.CHROM, rec.CHROM)
             where = f"VCF {path} record {rec.CHROM}:{rec.POS}"
             if chrom not in genome.chrom_sizes:
@@ -157,11 +196,15 @@ class Variants:
             if ref != found:
                 raise ValueError(f"{where}: REF {ref!r} does not match the FASTA {genome.path}, which has "
                                  f"{found!r} there.")
-            if rec.genotype is None:
+            try:
+                genotype = rec.genotype
+            except Exception:  # cyvcf2 raises a bare Exception when the record has no GT
+                genotype = None
+            if genotype is None:
                 raise ValueError(f"{where} has no GT field; expected a genotype per sample.")
             counts["records"] += 1
             counts["multiallelic"] += len(alts) > 1
-            code = _codes(rec, het, missing, counts)
+            code = _codes(genotype, het, missing, counts)
             code = code if order is None else code[order]
             symbolic = np.isin(code, [k + 1 for k, a in enumerate(alts) if not _BASES.fullmatch(a)])
             counts["symbolic"] += int(symbolic.sum())
@@ -220,7 +263,7 @@ def variety_sequence(genome: Genome, variants: Variants | None, sample: str | No
     variant, REF offset k maps to ALT offset min(k, len(ALT)): a deleted base maps to the base after the ALT,
     an insertion's extra bases sit before the next reference base.
     """
-    _check_interval(genome, chrom, start, end)
+    check_interval(genome, chrom, start, end)
     found = variants.alleles(sample, chrom, start, end) if sample is not None else []
     lo, hi = min([start] + [s for s, _, _ in found]), max([end] + [e for _, e, _ in found])
     ref = genome.tokens(chrom, lo, hi)
@@ -237,13 +280,6 @@ def variety_sequence(genome: Genome, variants: Variants | None, sample: str | No
     return seq[first:last], index[start - lo : end - lo] - first
 
 
-def _window_starts(start: int, end: int, window: int, stride: int) -> np.ndarray:
-    if window < 1 or stride < 1 or end - start < window:
-        raise ValueError(f"need window >= 1, stride >= 1 and a region of at least window bp; got "
-                         f"window={window}, stride={stride}, region of {end - start} bp.")
-    return np.arange(start, end - window + 1, stride, dtype=np.int64)
-
-
 def _variety_windows(genome: Genome, variants: Variants | None, sample: str | None, chrom: str, start: int,
                      end: int, window: int, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(variety tokens, PAD past the end, and the offset of each reference window start in them)."""
@@ -258,8 +294,20 @@ def _variety_windows(genome: Genome, variants: Variants | None, sample: str | No
     return np.concatenate([seq, np.full(max(short, 0), PAD, np.uint8)]), offsets
 
 
-def _slice(seq: np.ndarray, offsets: np.ndarray, window: int) -> np.ndarray:
-    return sliding_window_view(seq, window)[offsets]
+def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int,
+                          window: int, stride: int, max_bytes: int | None = None) -> Iterator[np.ndarray]:
+    """variety_windows' tokens in consecutive blocks of windows, each of at most about `max_bytes` (None: one
+    block), so a long region's windows are never all in memory at once."""
+    check_interval(genome, chrom, start, end)
+    starts = window_starts(start, end, window, stride)
+    if not len(starts):
+        raise ValueError(f"region {chrom}:{start}-{end} is {end - start} bp, shorter than the {window} bp "
+                         f"window.")
+    samples = [None] + (variants.samples if variants is not None else [])
+    views = [_variety_windows(genome, variants, s, chrom, start, end, window, starts) for s in samples]
+    step = len(starts) if max_bytes is None else max(1, max_bytes // (len(samples) * window))
+    for i in range(0, len(starts), step):
+        yield np.stack([sliding_window_view(seq, window)[offsets[i : i + step]] for seq, offsets in views])
 
 
 def variety_windows(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int, window: int,
@@ -271,10 +319,8 @@ def variety_windows(genome: Genome, variants: Variants | None, chrom: str, start
     bases out at the end and deletions pull following bases in (PAD where the chromosome runs out). Bases
     pulled in from past `end` carry only the variants loaded: load the VCF over the region plus a window.
     """
-    starts = _window_starts(start, end, window, stride)
-    samples = [None] + (variants.samples if variants is not None else [])
-    views = [_variety_windows(genome, variants, s, chrom, start, end, window, starts) for s in samples]
-    tokens = np.stack([_slice(seq, offsets, window) for seq, offsets in views])
+    (tokens,) = variety_window_blocks(genome, variants, chrom, start, end, window, stride)
+    starts = window_starts(start, end, window, stride)
     return tokens, pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + window})
 
 
@@ -284,80 +330,3 @@ def unique_windows(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys = flat.view(np.dtype((np.void, flat.shape[1]))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return flat[first], inverse.reshape(tokens.shape[:-1])
-
-
-def predict_varieties(model: torch.nn.Module, genome: Genome, variants: Variants | None,
-                      region: tuple[str, int, int], window: int, stride: int, batch_size: int = 256,
-                      device: str = "cpu", rc_average: bool = False, max_n_fraction: float = 0.5,
-                      chunk_bytes: int = 2**26) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """Scores [n_samples + 1, n_bins] (or [..., n_targets]) of the reference and every variety over a region.
-
-    Each distinct window is predicted once; windows more than `max_n_fraction` N (or PAD, where deletions ran
-    out of chromosome) score NaN. Bins are
-    `stride` wide and centred on the windows, as in predict_genome. stats: total and distinct windows.
-    """
-    chrom, start, end = region
-    _check_interval(genome, chrom, start, end)
-    starts = _window_starts(start, end, window, stride)
-    samples = [None] + (variants.samples if variants is not None else [])
-    views = [_variety_windows(genome, variants, s, chrom, start, end, window, starts) for s in samples]
-    step = max(1, chunk_bytes // (len(samples) * window))
-    n_targets = getattr(getattr(model, "config", None), "n_targets", 1)
-    targets = () if n_targets == 1 else (n_targets,)
-    parts, distinct = [], 0
-    for i in range(0, len(starts), step):
-        block = np.stack([_slice(seq, offsets[i : i + step], window) for seq, offsets in views])
-        uniq, inverse = unique_windows(block)
-        lengths = (uniq != PAD).sum(1)
-        keep = np.flatnonzero((uniq >= N).sum(1) <= max_n_fraction * window)
-        scores = np.full((len(uniq),) + targets, np.nan, np.float32)
-        if keep.size:
-            scores[keep] = predict(model, uniq[keep], lengths[keep], batch_size, device, rc_average)
-        parts.append(scores[inverse])
-        distinct += len(uniq)
-    size = genome.chrom_sizes[chrom]
-    low = starts + window // 2 - stride // 2
-    bins = pd.DataFrame({"chrom": chrom, "start": np.clip(low, 0, size),
-                         "end": np.clip(low + stride, 0, size)})
-    return np.concatenate(parts, axis=1), bins, {"total": len(samples) * len(starts), "distinct": distinct}
-
-
-def region_scores(model: torch.nn.Module, genome: Genome, region: tuple[str, int, int], window: int,
-                  stride: int, vcf_path=None, samples: list[str] | None = None, batch_size: int = 256,
-                  device: str = "cpu", rc_average: bool = False,
-                  **load_kw) -> tuple[np.ndarray, list[str], dict]:
-    """(scores, row names, stats) of one region; the VCF (optional) is read over the region plus a window."""
-    chrom, start, end = region
-    _check_interval(genome, chrom, start, end)
-    variants = None
-    if vcf_path is not None:
-        margin = (chrom, start, min(genome.chrom_sizes[chrom], end + window))
-        variants = Variants.load(vcf_path, genome, margin, samples, **load_kw)
-    scores, _, stats = predict_varieties(model, genome, variants, region, window, stride, batch_size, device,
-                                         rc_average)
-    rows = [REFERENCE] + (variants.samples if variants is not None else [])
-    return scores, rows, stats | (variants.counts if variants is not None else {})
-
-
-def map_varieties(model: torch.nn.Module, genome: Genome, store: MatrixStore, regions: pd.DataFrame,
-                  vcf_path=None, batch_size: int = 256, device: str = "cpu", rc_average: bool = False,
-                  progress: bool = True, **load_kw) -> dict:
-    """Predict each region not yet done into `store` (rows: reference, then its samples); returns stats."""
-    samples = store.samples[1:] if vcf_path is not None else None
-    totals = {"regions": 0, "skipped_done": 0, "total": 0, "distinct": 0}
-    todo = regions[["chrom", "start", "end"]].itertuples(index=False)
-    for chrom, start, end in tqdm(todo, total=len(regions), disable=not progress, desc="regions"):
-        if store.done(chrom, start, end):
-            totals["skipped_done"] += 1
-            continue
-        scores, rows, stats = region_scores(model, genome, (chrom, int(start), int(end)), store.window,
-                                            store.stride, vcf_path, samples, batch_size, device, rc_average,
-                                            **load_kw)
-        if rows != store.samples:
-            raise ValueError(f"matrix store {store.path} has rows {_names(store.samples)}, but region "
-                             f"{chrom}:{start}-{end} gave {_names(rows)}.")
-        store.write_region(chrom, int(start), int(end), scores)
-        totals["regions"] += 1
-        totals["total"] += stats["total"]
-        totals["distinct"] += stats["distinct"]
-    return totals
