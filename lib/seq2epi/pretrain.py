@@ -11,6 +11,7 @@ classifier from them with a new head.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from torch import nn
 from seq2epi.datasets import random_split, read_labeled_csv
 from seq2epi.intervals import held_out_region
 from seq2epi.model import NucleicTransformer
+from seq2epi.progress import bar, log
 from seq2epi.sequence import PAD, N, encode, iter_fasta
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc"]
@@ -238,10 +240,10 @@ def _save(obj: dict, path: Path) -> None:
 
 def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: PretrainConfig,
              checkpoint_dir: str | os.PathLike, resume: bool = False,
-             history_path: str | os.PathLike | None = None) -> pd.DataFrame:
+             history_path: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
     """Pretrain `model`'s encoder in place; one history row per epoch (masked-token loss and accuracy),
-    printed as a line and rewritten to `history_path` (TSV) as it grows; last.pt and best.pt (lowest
-    validation loss) in checkpoint_dir, loadable by train.load_checkpoint.
+    logged as a line and rewritten to `history_path` (TSV) as it grows; a batch bar on the terminal; last.pt
+    and best.pt (lowest validation loss) in checkpoint_dir, loadable by train.load_checkpoint.
 
     Batches and masks depend only on (seed, epoch, batch), so a resumed run ends as an uninterrupted one.
     """
@@ -268,7 +270,9 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
         lm.train()
         total = count = 0.0
-        for b, i in enumerate(range(0, len(train), cfg.batch_size)):
+        began = time.perf_counter()
+        batches = range(0, len(train), cfg.batch_size)
+        for b, i in enumerate(bar(batches, f"pretrain epoch {epoch}/{cfg.epochs}", enabled=progress)):
             step += 1
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, schedule, model.config.ninp)
@@ -291,8 +295,9 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
             best = val_loss
             _save(ck, checkpoint_dir / "best.pt")
         row = history[-1]
-        print(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f}, "
-              f"val masked-token accuracy {val_acc:.4f}")
+        log(f"epoch {epoch:>{len(str(cfg.epochs))}}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
+            f"val loss {val_loss:.4f}  val masked-token accuracy {val_acc:.4f}  "
+            f"{time.perf_counter() - began:.0f} s")
         if history_path is not None:
             _write_tsv(pd.DataFrame(history, columns=HISTORY_COLUMNS), Path(history_path))
     return pd.DataFrame(history, columns=HISTORY_COLUMNS)
