@@ -70,7 +70,7 @@ def _predict_region(args) -> None:
     genome = Genome(args.fasta)
     region = parse_region(args.region)
     predictor = partial(predict, model, batch_size=args.batch_size, device=args.device,
-                        rc_average=args.rc_average)
+                        rc_average=args.rc_average, precision=args.precision)
     scores, rows, stats = region_scores(predictor, genome, region, args.window, args.stride, args.vcf,
                                         _names(args.samples), n_targets, het=args.het, missing=args.missing,
                                         chrom_alias=alias)
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     region.add_argument("--stride", type=int, required=True, help="bp between windows (the bin width)")
     region.add_argument("--batch-size", type=int, default=256)
     region.add_argument("--device", default="cpu")
+    region.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="auto: bf16 on sm80+, fp16 on sm70/75, fp32 on CPU")
     region.add_argument("--rc-average", action="store_true", help="average with the reverse complement")
     region.add_argument("--het", default="ref", choices=["ref", "alt", "n"], help="heterozygous calls")
     region.add_argument("--missing", default="ref", choices=["ref", "n"], help="missing calls")

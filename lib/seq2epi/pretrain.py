@@ -23,7 +23,7 @@ from torch import nn
 
 from seq2epi.datasets import random_split, read_labeled_csv
 from seq2epi.intervals import held_out_region
-from seq2epi.model import NucleicTransformer
+from seq2epi.model import NucleicTransformer, is_padded
 from seq2epi.progress import bar, log
 from seq2epi.sequence import PAD, N, encode, iter_fasta
 
@@ -199,9 +199,9 @@ class MaskedLM(nn.Module):
         self.model = model
         self.head = nn.Linear(model.config.ninp, 4)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits [B, L', 4] for tokens [B, L]."""
-        x, _ = self.model.encode(tokens)
+    def forward(self, tokens: torch.Tensor, padded: bool | None = None) -> torch.Tensor:
+        """Logits [B, L', 4] for tokens [B, L]; `padded` as in NucleicTransformer.encode."""
+        x, _ = self.model.encode(tokens, padded=padded)
         return self.head(x)
 
 
@@ -223,7 +223,7 @@ def masked_batch(corpus: Corpus, rows: np.ndarray, cfg: PretrainConfig, rng: np.
 
 def _loss_and_hits(lm: MaskedLM, masked, target, weight, device) -> tuple[torch.Tensor, float, int]:
     """(weighted mean loss, correct predictions, scored positions) of one batch."""
-    logits = lm(masked.to(device))
+    logits = lm(masked.to(device), padded=is_padded(masked))
     target, weight = target.to(device), weight.to(device)
     losses = F.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
     loss = (losses * weight).sum() / weight.sum().clamp(min=1e-8)
@@ -265,6 +265,10 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
         step, start, history = ck["step"], ck["epoch"], ck["history"]
     best = min((r["val_loss"] for r in history), default=np.inf)
     kmers = model.config.kmers
+    shortest = int(min(train.lengths.min(), val.lengths.min()))
+    if shortest < max(kmers):
+        raise ValueError(f"a pretraining window holds {shortest} bases, fewer than the largest k-mer "
+                         f"({max(kmers)}); leave shorter sequences out or use smaller kmers.")
     for epoch in range(start + 1, cfg.epochs + 1):
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from seq2epi.datasets import collate_trim
 from seq2epi.metrics import binary_metrics
-from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.model import ModelConfig, NucleicTransformer, is_padded
+from seq2epi.precision import autocast, grad_scaler, resolve_precision, set_numerics
 from seq2epi.progress import bar, log
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc"]
@@ -38,7 +39,9 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     rc_augment: bool = False  # read by whoever builds the training WindowDataset
-    amp: bool = False  # bfloat16 autocast
+    precision: str = "auto"  # auto (bf16 on sm80+, fp16 + loss scaling on sm70/75, fp32 on CPU) | fp32 | bf16
+    tf32: bool = False  # TF32 for fp32 matmuls and convolutions on CUDA (off: true fp32)
+    deterministic: bool = False  # deterministic CUDA algorithms: exact resume on a GPU, some speed lost
     compile: bool = False  # torch.compile the model
     distributed: bool = False  # DistributedDataParallel; also on when torchrun sets WORLD_SIZE > 1
 
@@ -55,8 +58,10 @@ def lr_at(step: int, cfg: TrainConfig, ninp: int) -> float:
 
 
 def set_threads() -> int:
-    """Torch threads = the cores this process may run on, one inter-op thread; returns the core count."""
+    """Torch threads = OMP_NUM_THREADS when set (torchrun sets 1 per rank), else the cores this process may
+    run on; one inter-op thread; returns the thread count."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = int(os.environ.get("OMP_NUM_THREADS") or cores)
     torch.set_num_threads(cores)
     with contextlib.suppress(RuntimeError):  # inter-op threads can be set only before they start
         torch.set_num_interop_threads(1)
@@ -70,18 +75,27 @@ def make_optimizer(model: NucleicTransformer, cfg: TrainConfig, device: torch.de
 
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, labels: torch.Tensor,
-               lr: float, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """One optimizer step at learning rate `lr` on a batch; returns the loss (on the device)."""
+               lr: float, cfg: TrainConfig, device: torch.device,
+               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """One optimizer step at learning rate `lr` on a host batch in cfg.precision; returns the device loss.
+
+    float16 needs `scaler` (precision.grad_scaler); every sequence must be at least the largest k-mer long.
+    """
     for group in opt.param_groups:
         group["lr"] = lr
+    dtype = resolve_precision(cfg.precision, device)
+    scaler = scaler or grad_scaler(device, None)
+    padded = is_padded(tokens)  # on the host: no sync in the forward
     tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-        logits = net(tokens)
+    with autocast(device, dtype):
+        logits = net(tokens, padded=padded)
     loss = _loss(logits.float(), labels)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-    opt.step()
+    scaler.step(opt)
+    scaler.update()
     return loss
 
 
@@ -114,19 +128,23 @@ def _world(cfg: TrainConfig) -> tuple[int, int]:
     if not (cfg.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        if cfg.device.startswith("cuda"):  # device_id: NCCL binds its communicator to this rank's GPU
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl", device_id=local)
+        else:
+            dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
 @torch.no_grad()
 def _evaluate(net: nn.Module, loader: DataLoader, device: torch.device,
-              amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, logits), each float32 [n, n_targets], over a loader."""
+              dtype: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, logits), each float32 [n, n_targets], over a loader; autocast to dtype (None: fp32)."""
     net.eval()
     ys, logits = [], []
     for tokens, labels in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(tokens.to(device, non_blocking=True)).float()
+        with autocast(device, dtype):
+            out = net(tokens.to(device, non_blocking=True), padded=is_padded(tokens)).float()
         logits.append(out)
         ys.append(labels.reshape(out.shape[0], -1))
     return torch.cat(ys).float().numpy(), torch.cat(logits).cpu().numpy()
@@ -188,6 +206,7 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
     Distributed (torchrun): every rank trains on its share, validation covers the whole validation set, every
     rank returns the same history and only rank 0 writes checkpoints and history and shows progress.
     """
+    set_numerics(cfg.tf32, cfg.deterministic)
     rank, world = _world(cfg)
     device = torch.device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -199,12 +218,16 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     opt = make_optimizer(model, cfg, device)
+    dtype = resolve_precision(cfg.precision, device)
+    scaler = grad_scaler(device, dtype)
     step, start, history = 0, 0, []
     last = checkpoint_dir / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         step, start, history = ck["step"], ck["epoch"], ck["history"]
     best_auc = max((r["val_auc"] for r in history if np.isfinite(r["val_auc"])), default=-np.inf)
     net = model
@@ -237,11 +260,12 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
         batches = bar(iter(loader), f"epoch {epoch}/{cfg.epochs}", len(loader), progress and rank == 0)
         for tokens, labels in batches:
             step += 1
-            loss = train_step(net, opt, tokens, labels, lr_at(step, cfg, model.config.ninp), cfg, device)
+            lr = lr_at(step, cfg, model.config.ninp)
+            loss = train_step(net, opt, tokens, labels, lr, cfg, device, scaler)
             total += loss.detach() * len(tokens)
             count += len(tokens)
         sums = torch.stack([total, torch.tensor(float(count), device=device)])
-        y, logits = _evaluate(net, val_loader, device, cfg.amp)
+        y, logits = _evaluate(net, val_loader, device, dtype)
         if world > 1:
             dist.all_reduce(sums)
             y, logits = _gather(val_index, y, logits)
@@ -250,7 +274,8 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
                         "val_loss": m["loss"], "val_auc": m["auroc"], "val_acc": m["acc"],
                         "val_sens": m["sens"], "val_spec": m["spec"], "val_mcc": m["mcc"]})
         if rank == 0:
-            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch,
+            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                  "step": step, "epoch": epoch,
                   "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
             _save(ck, last)
             if m["auroc"] > best_auc:
