@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from seq2epi import cli
 
@@ -59,10 +60,19 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
 
 
+def test_a_record_is_light_portable_and_clean(smoke_record):
+    html = (smoke_record / "02_train.html").read_text()
+    assert '<link rel="stylesheet" href="../nbconvert-' in html and 'src="figures/val_auc.png"' in html
+    assert len(html) < 100_000
+    assert yaml.safe_load((smoke_record / "parameters.yaml").read_text())["data_dir"] is None
+    assert not list(smoke_record.glob(".tmp-*")) and not list(smoke_record.glob("*.tmp"))
+
+
 def test_compare_makes_a_record_of_its_own(smoke_record, workbook, monkeypatch):
     assert run(workbook, monkeypatch, "compare", "smoke", smoke_record.name, "--by", "kmers", "-q") == 0
     compare = newest_record(workbook)
     assert compare.name.endswith("compare_kmers")
+    assert yaml.safe_load((compare / "parameters.yaml").read_text())["records"] == [smoke_record.name] * 2
     table = pd.read_csv(compare / "comparison.tsv", sep="\t")
     assert len(table) == 2 and (compare / "figures" / "compare_val_auc.png").exists()
     assert not (compare / "ensemble.tsv").exists()

@@ -1,41 +1,47 @@
 """The `seq2epi` command: run | compare | list | predict-region | merge-regions."""
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from seq2epi import experiments
+from seq2epi import experiments, parameters, records
 
 
 def _run(args) -> None:
-    root = experiments.project_root()
-    overrides = dict(experiments.parse_override(o) for o in args.param)
-    stages = args.stages.split(",") if args.stages else experiments.STAGES
-    stages = [s if s in experiments.STAGES else _stage_by_prefix(s) for s in stages]
+    root = parameters.project_root()
+    overrides = dict(parameters.parse_override(o) for o in args.param)
+    stages = args.stages.split(",") if args.stages else parameters.STAGES
+    stages = [s if s in parameters.STAGES else _stage_by_prefix(s) for s in stages]
     record = experiments.run_experiment(args.experiment, root, stages, overrides, progress=not args.quiet)
     print(f"record: {record}")
 
 
 def _stage_by_prefix(prefix: str) -> str:
     """Let `--stages 01,02` name stages by their number."""
-    found = [s for s in experiments.STAGES if s.startswith(prefix)]
+    found = [s for s in parameters.STAGES if s.startswith(prefix)]
     if len(found) != 1:
-        raise ValueError(f"unknown stage {prefix!r}; the stages are {', '.join(experiments.STAGES)}")
+        raise ValueError(f"unknown stage {prefix!r}; the stages are {', '.join(parameters.STAGES)}")
     return found[0]
 
 
 def _compare(args) -> None:
-    root = experiments.project_root()
+    root = parameters.project_root()
     record = experiments.run_compare(args.records, args.by, root, args.at_epoch, progress=not args.quiet,
                                      ensemble=args.ensemble)
     print(f"record: {record}")
 
 
 def _list(args) -> None:
-    root = experiments.project_root()
+    root = parameters.project_root()
     names = sorted(p.stem for p in (root / "parameters").glob("*.yaml") if p.stem != "base")
     print("experiments:", " ".join(names))
-    print((experiments.write_index(root / "executed")).read_text())
+    print((records.write_index(root / "executed")).read_text())
+
+
+def _stop(signum, frame) -> None:
+    """SIGTERM ends a run as Ctrl-C does: the record is marked interrupted."""
+    raise KeyboardInterrupt
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -135,15 +141,26 @@ def main(argv: list[str] | None = None) -> int:
     merge.set_defaults(func=_merge_regions)
 
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         args.func(args)
     except experiments.ExperimentError as err:
         print(f"seq2epi: notebook failed: {err.notebook}\n  {err.error}\n  (its HTML render is beside it)",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("seq2epi: interrupted (a run's record is marked interrupted in executed/INDEX.md; continue it "
+              "with -p resume=true)", file=sys.stderr)
+        return 130
+    except PermissionError as err:
+        print(f"seq2epi: cannot write {err.filename}: permission denied (records go to executed/, which must "
+              "be writable)", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as err:
         print(f"seq2epi: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import zlib
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seq2epi.records import atomic_path
 from seq2epi.sequence import PAD, decode, encode, reverse_complement
 
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
@@ -159,13 +159,8 @@ def save_dataset(path, tokens, lengths, labels, split, **meta) -> None:
     except TypeError as e:
         raise ValueError(f"meta must be JSON-serialisable: {e}.") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def load_dataset(path) -> dict:

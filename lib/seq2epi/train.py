@@ -32,13 +32,13 @@ class TrainConfig:
     schedule: str = "noam"  # or "constant"
     lr: float = 1e-3  # the constant schedule's lr
     lr_scale: float = 0.1  # the Noam schedule's factor
-    warmup: int = 4000
+    warmup: int = 200
     weight_decay: float = 0.0
     clip_grad: float = 1.0
     seed: int = 0
-    num_workers: int = 0
-    device: str = "cpu"
-    rc_augment: bool = False  # read by whoever builds the training WindowDataset
+    num_workers: int = 0  # a resolved value: 02_train passes base.yaml's num_workers capped at the cores
+    device: str = "cpu"  # a resolved value: 02_train turns base.yaml's "auto" into cuda or cpu
+    rc_augment: bool = False  # read by train_job.setup, which builds the training WindowDataset (not by fit)
     precision: str = "auto"  # auto (bf16 on sm80+, fp16 + loss scaling on sm70/75, fp32 on CPU) | fp32 | bf16
     tf32: bool = False  # TF32 for fp32 matmuls and convolutions on CUDA (off: true fp32)
     deterministic: bool = False  # deterministic CUDA algorithms: exact resume on a GPU, some speed lost
