@@ -129,3 +129,5 @@ def test_corpus_from_fasta_and_training_csv_leaves_out_held_out_regions(fasta, t
     assert len(train) + len(val) == 42 and len(val) == 10
     with pytest.raises(ValueError, match="pretrain_fasta or pretrain_csv"):
         corpus_from([], [], 100, 10, seed=0)
+    with pytest.raises(ValueError, match="train.csv, the experiment's test file"):
+        corpus_from([], [csv], 100, 10, seed=0, test_files=[tmp_path / "train.csv"])

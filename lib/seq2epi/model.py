@@ -200,6 +200,11 @@ class NucleicTransformer(nn.Module):
         features = config.ninp + (self.spectrum.size if self.spectrum is not None else 0)
         self.classifier = nn.Linear(features, config.n_targets)
 
+    def encoder_parameters(self):
+        """What pretraining learns: the embedding, k-mer convolutions and encoder layers (not the head)."""
+        for part in (self.encoder, self.k_mer_aggregate, self.layers):
+            yield from part.parameters()
+
     def encode(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
         """Per-position outputs [B, L', E] (the k-mer windows of every k, concatenated; zero where a window
         touches PAD) and valid [B, L']; with return_attention also weights [B, nlayers, L', L'].

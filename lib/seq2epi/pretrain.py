@@ -139,10 +139,16 @@ def cut_corpus(seqs: list[str], window: int, seed: int) -> Corpus:
 
 def corpus_from(fastas: list[Path], csvs: list[Path], window: int, n: int, seed: int,
                 exclude: pd.DataFrame | None = None, margin: int = 0, held_out: list[str] = (),
-                max_n_fraction: float = 0.1) -> Corpus:
+                max_n_fraction: float = 0.1, test_files: list[Path] = ()) -> Corpus:
     """The corpus of an experiment: `n` windows of the FASTA files (sample_corpus) and one window of each
     sequence of the CSV files (cut_corpus); `held_out` chromosomes or regions (chrom:start-end), e.g. the
-    classifier's validation and test regions, are left out of the FASTA windows."""
+    classifier's validation and test regions, are left out of the FASTA windows. A CSV among the
+    experiment's `test_files` is refused: pretraining never sees the test split."""
+    tests = {Path(f).resolve() for f in test_files}
+    for path in csvs:
+        if Path(path).resolve() in tests:
+            raise ValueError(f"pretrain_csv names {path}, the experiment's test file; pretrain on training "
+                             f"sequences only.")
     regions = [held_out_region(r) for r in held_out]
     whole = tuple(c for c, s, e in regions if s == 0 and e == np.inf)
     parts = [exclude] if exclude is not None else []
