@@ -200,3 +200,27 @@ def test_matches_the_lab_model(attention):
     lab = LabModel(model.config).load_from(model)
     x = tokens()
     torch.testing.assert_close(model(x), lab(x), atol=1e-5, rtol=1e-5)
+
+
+def test_kmer_spectrum_equals_the_baselines_features_before_standardising():
+    from seq2epi.baselines import kmer_spectrum
+    from seq2epi.model import KmerSpectrum
+
+    x = tokens(6, 30, seed=3)
+    x[0, 25:] = PAD
+    spectrum = KmerSpectrum(3)
+    raw = spectrum.norm
+    spectrum.norm = nn.Identity()
+    expected = kmer_spectrum(x.numpy(), (x != PAD).sum(1).numpy(), 3)
+    assert torch.allclose(spectrum(x), torch.from_numpy(expected), atol=1e-6)
+    spectrum.norm = raw
+    assert spectrum(x).shape == (6, 4 + 16 + 64)
+
+
+def test_kmer_features_join_the_pooled_output():
+    model = toy_model(kmer_features=2)
+    assert model.classifier.in_features == TOY["ninp"] + 4 + 16
+    model.train()
+    out = model(tokens(8, 40))
+    out.sum().backward()
+    assert out.shape == (8, TOY["n_targets"]) and model.classifier.weight.grad is not None

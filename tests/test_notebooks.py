@@ -61,6 +61,18 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
 
 
+def test_pretraining_stage_hands_its_encoder_to_training(workbook, monkeypatch):
+    pretrain = ["-p", f"data_dir={REPO / 'tests' / 'data'}", "-p", "pretrain_fasta=[pretrain.fa]",
+                "-p", "pretrain_window=50", "-p", "pretrain_windows=64", "-p", "pretrain_epochs=2"]
+    assert run(workbook, monkeypatch, "run", "smoke", "--stages", "00,01,02", "-q", *pretrain) == 0
+    record = newest_record(workbook)
+    assert (record / "00_pretrain.html").exists() and (record / "figures" / "pretrain.png").exists()
+    assert len(pd.read_csv(record / "pretrain_history.tsv", sep="\t")) == 2
+    train = json.loads((record / "02_train.ipynb").read_text())
+    said = "".join("".join(o.get("text", "")) for c in train["cells"] for o in c.get("outputs", []))
+    assert "starting from the weights of artifacts/pretrain/best.pt" in said
+
+
 def test_a_record_is_light_portable_and_clean(smoke_record):
     html = (smoke_record / "02_train.html").read_text()
     assert '<link rel="stylesheet" href="../nbconvert-' in html and 'src="figures/val_auc.png"' in html

@@ -192,3 +192,12 @@ def test_plot_reliability(tmp_path):
     fig = plots.plot_reliability({"before": (y, p), "after": (y, np.full(300, y.mean()))})
     assert _legend(fig.axes[0])[0].startswith("before (ECE ")
     _saves(fig, tmp_path)
+
+
+def test_plot_pretraining_draws_loss_and_accuracy():
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.3, 1.1], "val_loss": [1.35, 1.2],
+                            "val_acc": [0.3, 0.4]})
+    fig = plots.plot_pretraining(history)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="val_acc"):
+        plots.plot_pretraining(history.drop(columns="val_acc"))

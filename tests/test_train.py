@@ -211,3 +211,13 @@ def test_world_binds_nccl_to_the_local_gpu(monkeypatch):
     assert _world(TrainConfig(device="cuda")) == (1, 2)
     assert _world(TrainConfig(device="cpu")) == (1, 2)
     assert calls == [(("nccl",), {"device_id": torch.device("cuda", 1)}), (("gloo",), {})]
+
+
+def test_frozen_encoder_epochs_train_only_the_head(data, tmp_path):
+    model = toy_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "freeze_encoder_epochs": 1})
+    fit(model, *data, cfg, tmp_path, progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("classifier.", "pool.")) for k in changed), changed

@@ -20,6 +20,7 @@ class ModelConfig:
     dropout: float = 0.1
     n_targets: int = 1
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "reference": explicit float32 softmax
+    kmer_features: int = 0  # k > 0: the 1..k-mer spectrum (the k-mer baseline's features) joins the pool
     max_len: int = 5000
 
 
@@ -126,7 +127,7 @@ class EncoderLayer(nn.Module):
         return x, weights
 
 
-# ---- pooling and model ----
+# ---- pooling, k-mer spectrum and model ----
 
 class GeM(nn.Module):
     """Generalised-mean pooling over valid positions, with a learnable exponent p."""
@@ -141,6 +142,33 @@ class GeM(nn.Module):
         w = valid.unsqueeze(-1).to(x.dtype)
         mean = (x.clamp(min=self.eps).pow(self.p) * w).sum(1) / w.sum(1)
         return mean.pow(1.0 / self.p)
+
+
+class KmerSpectrum(nn.Module):
+    """Frequencies of every 1..k_max-mer of ACGT per sequence (k-mers with N or PAD not counted), as
+    baselines.kmer_spectrum computes them, standardised by batch statistics (running ones in eval)."""
+
+    def __init__(self, k_max: int):
+        super().__init__()
+        self.k_max = k_max
+        self.size = sum(4**k for k in range(1, k_max + 1))
+        self.norm = nn.BatchNorm1d(self.size, affine=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> [B, size]."""
+        valid = tokens < 4
+        base = tokens.masked_fill(~valid, 0)
+        blocks = []
+        for k in range(1, self.k_max + 1):
+            width = tokens.size(1) - k + 1
+            code = torch.zeros_like(base[:, :width])
+            ok = torch.ones_like(valid[:, :width])
+            for j in range(k):
+                code = code * 4 + base[:, j : j + width]
+                ok = ok & valid[:, j : j + width]
+            counts = torch.zeros(tokens.size(0), 4**k, device=tokens.device).scatter_add_(1, code, ok.float())
+            blocks.append(counts / counts.sum(1, keepdim=True).clamp(min=1))
+        return self.norm(torch.cat(blocks, dim=1))
 
 
 @torch.compiler.disable  # a host sync: only for direct calls, which do not say whether the batch is padded
@@ -168,10 +196,18 @@ class NucleicTransformer(nn.Module):
             for _ in range(config.nlayers)
         )
         self.pool = GeM()
-        self.classifier = nn.Linear(config.ninp, config.n_targets)
+        self.spectrum = KmerSpectrum(config.kmer_features) if config.kmer_features else None
+        features = config.ninp + (self.spectrum.size if self.spectrum is not None else 0)
+        self.classifier = nn.Linear(features, config.n_targets)
 
-    def forward(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
-        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged).
+    def encoder_parameters(self):
+        """What pretraining learns: the embedding, k-mer convolutions and encoder layers (not the head)."""
+        for part in (self.encoder, self.k_mer_aggregate, self.layers):
+            yield from part.parameters()
+
+    def encode(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
+        """Per-position outputs [B, L', E] (the k-mer windows of every k, concatenated; zero where a window
+        touches PAD) and valid [B, L']; with return_attention also weights [B, nlayers, L', L'].
 
         `padded`: whether the batch holds PAD (`is_padded` of the host copy). Callers that know it (train,
         predict) pass it and have checked every sequence against the largest k-mer; None (a direct call)
@@ -199,5 +235,14 @@ class NucleicTransformer(nn.Module):
             weights.append(w)
         if padded:
             x = x * valid.unsqueeze(-1)
-        logits = self.classifier(self.pool(x, valid))
-        return (logits, torch.stack(weights, dim=1)) if return_attention else logits
+        return (x, valid, torch.stack(weights, dim=1)) if return_attention else (x, valid)
+
+    def forward(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
+        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged);
+        `padded` as in `encode`."""
+        x, valid, *weights = self.encode(tokens, return_attention, padded)
+        pooled = self.pool(x, valid)
+        if self.spectrum is not None:
+            pooled = torch.cat([pooled, self.spectrum(tokens)], dim=1)
+        logits = self.classifier(pooled)
+        return (logits, weights[0]) if return_attention else logits

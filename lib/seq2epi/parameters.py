@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("01_data_prep", "02_train", "03_evaluate", "04_predict_genome")
+STAGES = ("00_pretrain", "01_data_prep", "02_train", "03_evaluate", "04_predict_genome")
 
 # Impossible numbers are refused before a record is created. Intervals as a mathematician writes them:
 # "[1, inf)" means at least 1, "(0, 1)" strictly between 0 and 1; a list value is checked element-wise.
@@ -27,6 +27,9 @@ RANGES = {
     "predict_stride": "[1, inf)", "map_block": "[1, inf)", "population_varieties": "[0, inf)",
     "changed_delta": "(0, 1]", "max_test_sequences": "[0, inf)", "modisco_n": "[0, inf)",
     "calibration_bins": "[2, inf)",
+    "pretrain_windows": "[1, inf)", "pretrain_window": "[1, inf)", "pretrain_epochs": "[1, inf)",
+    "mask_fraction": "(0, 1)", "mask_span": "[1, inf)", "repeat_weight": "[0, 1]",
+    "pretrain_exclude_margin": "[0, inf)", "kmer_features": "[0, 8]", "freeze_encoder_epochs": "[0, inf)",
 }
 
 
@@ -47,9 +50,12 @@ def data_dir(value: str | None = None, root: Path | None = None) -> Path:
 
 def idle_stages(params: dict) -> dict[str, str]:
     """Stages with nothing to do under these parameters, with the reason: the runner skips them."""
+    idle = {}
+    if not (params.get("pretrain_fasta") or params.get("pretrain_csv")):
+        idle["00_pretrain"] = "no pretraining (neither pretrain_fasta nor pretrain_csv)"
     if params.get("input") == "csv" and not params.get("predict_fasta"):
-        return {"04_predict_genome": "no genome to predict (a CSV experiment without predict_fasta)"}
-    return {}
+        idle["04_predict_genome"] = "no genome to predict (a CSV experiment without predict_fasta)"
+    return idle
 
 
 def declared_parameters(notebook: Path) -> dict:

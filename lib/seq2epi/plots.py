@@ -403,3 +403,21 @@ def plot_genome_overview(scores: np.ndarray, bins: pd.DataFrame, samples: list[s
         fig.colorbar(im, ax=axes[0], label="P(mark)", pad=0.01)
         fig.supxlabel(f"position (Mb), mean of {bin_size:,} bp blocks", fontsize="small")
     return fig
+
+
+def plot_pretraining(history: pd.DataFrame) -> Figure:
+    """Masked-token loss (train, validation) and validation accuracy per epoch of pretraining."""
+    _require(history, ["epoch", "train_loss", "val_loss", "val_acc"], "pretraining history")
+    with _style():
+        fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5), layout="constrained")
+        for col in ("train_loss", "val_loss"):
+            loss.plot(history["epoch"], history[col], marker="o", markersize=4, label=col)
+        acc.plot(history["epoch"], history["val_acc"], marker="o", markersize=4, color="C2")
+        acc.axhline(0.25, color="0.5", ls="--", lw=1, label="chance")
+        loss.set(xlabel="epoch", ylabel="masked-token loss")
+        acc.set(xlabel="epoch", ylabel="val masked-token accuracy")
+        for ax in (loss, acc):
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.legend(frameon=False, fontsize="small")
+        sns.despine(fig)
+    return fig

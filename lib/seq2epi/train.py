@@ -43,6 +43,7 @@ class TrainConfig:
     tf32: bool = False  # TF32 for fp32 matmuls and convolutions on CUDA (off: true fp32)
     deterministic: bool = False  # deterministic CUDA algorithms: exact resume on a GPU, some speed lost
     compile: bool = False  # torch.compile the model
+    freeze_encoder_epochs: int = 0  # the first epochs train only the head (a pretrained encoder stays)
     distributed: bool = False  # DistributedDataParallel; also on when torchrun sets WORLD_SIZE > 1
 
 
@@ -76,10 +77,12 @@ def make_optimizer(model: NucleicTransformer, cfg: TrainConfig, device: torch.de
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, labels: torch.Tensor,
                lr: float, cfg: TrainConfig, device: torch.device,
-               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+               scaler: torch.amp.GradScaler | None = None, frozen: tuple[nn.Parameter, ...] = ()
+               ) -> torch.Tensor:
     """One optimizer step at learning rate `lr` on a host batch in cfg.precision; returns the device loss.
 
     float16 needs `scaler` (precision.grad_scaler); every sequence must be at least the largest k-mer long.
+    `frozen` parameters lose their gradients before the step, so the optimizer leaves them as they are.
     """
     for group in opt.param_groups:
         group["lr"] = lr
@@ -93,6 +96,8 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor,
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
+    for param in frozen:
+        param.grad = None
     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
     scaler.step(opt)
     scaler.update()
@@ -258,10 +263,11 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
         # tqdm calls iter() on a plain iterable itself, which would start (and waste) a second DataLoader
         # iterator and shift the shuffle generator; hand it the one iterator we use.
         batches = bar(iter(loader), f"epoch {epoch}/{cfg.epochs}", len(loader), progress and rank == 0)
+        frozen = tuple(model.encoder_parameters()) if epoch <= cfg.freeze_encoder_epochs else ()
         for tokens, labels in batches:
             step += 1
             lr = lr_at(step, cfg, model.config.ninp)
-            loss = train_step(net, opt, tokens, labels, lr, cfg, device, scaler)
+            loss = train_step(net, opt, tokens, labels, lr, cfg, device, scaler, frozen)
             total += loss.detach() * len(tokens)
             count += len(tokens)
         sums = torch.stack([total, torch.tensor(float(count), device=device)])
@@ -302,13 +308,21 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Nucle
 
 
 def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTransformer:
-    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match."""
-    source, _ = load_checkpoint(path)
+    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match.
+
+    A pretrained encoder (00_pretrain) gives everything but the head (classifier and k-mer spectrum), which
+    stays new, so the number of targets and the k-mer features may differ.
+    """
+    source, ck = load_checkpoint(path)
+    encoder_only = ck.get("kind") == "pretrained encoder"
     mine, theirs = asdict(model.config), asdict(source.config)
-    shape = [k for k in mine if k not in ("dropout", "attention")]  # what the weights' shapes depend on
-    differ = {k: (theirs[k], mine[k]) for k in shape if theirs[k] != mine[k]}
+    free = {"dropout", "attention"} | ({"n_targets", "kmer_features"} if encoder_only else set())
+    differ = {k: (theirs[k], mine[k]) for k in mine if k not in free and theirs[k] != mine[k]}
     if differ:
         raise ValueError(f"{path}: its model differs from this experiment's in {differ} (checkpoint, "
                          "experiment); starting from its weights needs the same architecture.")
-    model.load_state_dict(source.state_dict())
+    weights = source.state_dict()
+    if encoder_only:
+        weights = {k: v for k, v in weights.items() if not k.startswith(("classifier.", "spectrum."))}
+    model.load_state_dict(weights, strict=not encoder_only)
     return model
