@@ -5,7 +5,6 @@
 
 import argparse
 import json
-import os
 import tempfile
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.records import atomic_path
 from seq2epi.sequence import PAD
 from seq2epi.train import TrainConfig, fit
 
@@ -50,10 +50,8 @@ def main() -> None:
             history = fit(model, train, val, TrainConfig(**cfg, precision=precision), tmp, progress=False)
         result["val_auc"][name] = history.val_auc.tolist()
         print(f"{name:10s} val AUROC by epoch: " + " ".join(f"{v:.4f}" for v in history.val_auc), flush=True)
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, args.out)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

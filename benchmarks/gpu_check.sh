@@ -53,8 +53,9 @@ if [[ " $steps " == *" epoch "* ]]; then  # 01-03 with one epoch: a record with 
   if [ -n "$record" ]; then
     cp -r "$record" "$out/" && rm -rf "$out/$(basename "$record")/artifacts"
     $PYTHON - "$record" <<'PY'
-import json, os, re, sys
+import json, re, sys
 from pathlib import Path
+from seq2epi.records import atomic_path
 record = Path(sys.argv[1])
 nb = json.loads((record / "02_train.ipynb").read_text())
 seconds = nb["metadata"]["papermill"]["duration"]
@@ -67,8 +68,8 @@ line = (f"<!-- gpu-epoch -->\nOne lab-size epoch of `0503_train1` ({record.name}
         f"{metrics['precision']}.\n<!-- /gpu-epoch -->")
 text = Path("benchmarks/speed.md").read_text()
 text = re.sub(r"<!-- gpu-epoch -->.*?<!-- /gpu-epoch -->", lambda m: line, text, flags=re.S)
-Path("benchmarks/speed.md.tmp").write_text(text)
-os.replace("benchmarks/speed.md.tmp", "benchmarks/speed.md")
+with atomic_path("benchmarks/speed.md") as tmp:
+    tmp.write_text(text)
 PY
   fi
 fi

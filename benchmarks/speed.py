@@ -29,6 +29,7 @@ from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.precision import dtype_name, grad_scaler, resolve_precision, set_numerics
 from seq2epi.predict import auto_batch_size, predict
+from seq2epi.records import atomic_path
 from seq2epi.train import TrainConfig, make_loader, make_optimizer, set_threads, train_step
 
 LAB = dict(ninp=512, nhead=8, nhid=2048, nlayers=6, kmers=(13,))
@@ -208,9 +209,8 @@ def main() -> None:
     print(f"\n{description}, torch {torch.__version__}, model {size}\n")
     print(table(result))
     if args.out:
-        with open(f"{args.out}.tmp", "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(f"{args.out}.tmp", args.out)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
     if args.md:
         write_rows(args.md, result, size)
 
@@ -224,9 +224,8 @@ def write_rows(path: str, result: dict, size: dict) -> None:
     dtypes = ", ".join(f"{r['path']} {r['dtype']}" for r in first)
     block = (f"{MARKERS[0]}\n{result['device']}, torch {result['torch']}, model {size}; dtypes: {dtypes}; "
              f"MFU against {result['peak_tflops'] or 'n/a'} TFLOP/s.\n\n{table(result)}\n{MARKERS[1]}")
-    with open(f"{path}.tmp", "w") as f:
-        f.write(head + block + tail)
-    os.replace(f"{path}.tmp", path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(head + block + tail)
 
 
 if __name__ == "__main__":

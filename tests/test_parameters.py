@@ -148,9 +148,13 @@ def test_parse_override_reads_yaml_values():
         parameters.parse_override("epochs")
 
 
-def test_a_csv_experiment_without_a_genome_has_nothing_to_predict_nor_pretraining_to_do():
+def test_a_csv_experiment_without_a_genome_has_nothing_to_predict():
     csv = parameters.load_parameters("smep_h3k4me3", REPO)
-    assert set(parameters.idle_stages(csv)) == {"00_pretrain", "04_predict_genome"}
-    assert set(parameters.idle_stages(parameters.load_parameters("smoke", REPO))) == {"00_pretrain"}
-    wanted = {"input": "csv", "predict_fasta": "genome.fa", "pretrain_csv": ["a.csv"]}
-    assert parameters.idle_stages(wanted) == {}
+    assert set(parameters.idle_stages(csv)) == {"04_predict_genome"}
+    assert parameters.idle_stages(parameters.load_parameters("smoke", REPO)) == {}
+    assert parameters.idle_stages({"input": "csv", "predict_fasta": "genome.fa"}) == {}
+
+
+def test_pretraining_runs_only_when_it_names_sequence():
+    assert parameters.optional_stages(parameters.load_parameters("smoke", REPO)) == {"00_pretrain"}
+    assert parameters.optional_stages({"pretrain_csv": ["rice_smep/H3K4me3_train.csv"]}) == set()

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from seq2epi.records import atomic_path
+
 FILENAME = "calibration.json"  # beside best.pt in artifacts/checkpoints/
 _EPS = 1e-7
 _LOG_T = (np.log(0.02), np.log(50.0))  # the temperatures searched
@@ -81,10 +83,9 @@ def save(path: str | os.PathLike, marks: list[str], temperature, **details) -> P
     path, temperature = Path(path), [float(t) for t in np.ravel(temperature)]
     if len(marks) != len(temperature):
         raise ValueError(f"got {len(marks)} marks for {len(temperature)} temperatures.")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"method": "temperature", "marks": list(marks), "temperature": temperature,
-                               **details}, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"method": "temperature", "marks": list(marks), "temperature": temperature,
+                                   **details}, indent=2))
     return path
 
 

@@ -98,7 +98,7 @@ def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict |
         tmp.write_text(yaml.safe_dump(params, sort_keys=True))
     idle = parameters.idle_stages(params)
     try:
-        for stage in (s for s in STAGES if s in stages):
+        for stage in (s for s in STAGES if s in stages and s not in parameters.optional_stages(params)):
             if stage in idle:
                 print(f"{stage}: skipped, {idle[stage]}", file=sys.stderr)
                 continue

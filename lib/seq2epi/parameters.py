@@ -48,14 +48,16 @@ def data_dir(value: str | None = None, root: Path | None = None) -> Path:
     return path if path.is_absolute() else ((root or project_root()) / path).resolve()
 
 
+def optional_stages(params: dict) -> set[str]:
+    """Stages an experiment runs only when it asks for them: 00_pretrain when it names sequence."""
+    return set() if params.get("pretrain_fasta") or params.get("pretrain_csv") else {"00_pretrain"}
+
+
 def idle_stages(params: dict) -> dict[str, str]:
     """Stages with nothing to do under these parameters, with the reason: the runner skips them."""
-    idle = {}
-    if not (params.get("pretrain_fasta") or params.get("pretrain_csv")):
-        idle["00_pretrain"] = "no pretraining (neither pretrain_fasta nor pretrain_csv)"
     if params.get("input") == "csv" and not params.get("predict_fasta"):
-        idle["04_predict_genome"] = "no genome to predict (a CSV experiment without predict_fasta)"
-    return idle
+        return {"04_predict_genome": "no genome to predict (a CSV experiment without predict_fasta)"}
+    return {}
 
 
 def declared_parameters(notebook: Path) -> dict:

@@ -25,6 +25,7 @@ from seq2epi.datasets import random_split, read_labeled_csv
 from seq2epi.intervals import held_out_region
 from seq2epi.model import NucleicTransformer, is_padded
 from seq2epi.progress import bar, log
+from seq2epi.records import atomic_path
 from seq2epi.sequence import PAD, N, encode, iter_fasta
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc"]
@@ -57,18 +58,6 @@ class Corpus:
 
     def subset(self, rows: np.ndarray) -> Corpus:
         return Corpus(self.tokens[rows], self.lengths[rows], self.soft[rows])
-
-    def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, tokens=self.tokens, lengths=self.lengths, soft=self.soft)
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Corpus:
-        with np.load(path) as z:
-            return cls(z["tokens"], z["lengths"], z["soft"])
 
 
 # ---- the corpus ----
@@ -238,12 +227,6 @@ def _loss_and_hits(lm: MaskedLM, masked, target, weight, device) -> tuple[torch.
     return loss, int(hits.sum()), int(scored.sum())
 
 
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: PretrainConfig,
              checkpoint_dir: str | os.PathLike, resume: bool = False,
              history_path: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
@@ -253,7 +236,7 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
 
     Batches and masks depend only on (seed, epoch, batch), so a resumed run ends as an uninterrupted one.
     """
-    from seq2epi.train import TrainConfig, lr_at  # the classifier's Noam schedule
+    from seq2epi.train import TrainConfig, lr_at, save_checkpoint  # the classifier's schedule and saving
 
     device = torch.device(cfg.device)
     checkpoint_dir = Path(checkpoint_dir)
@@ -300,23 +283,19 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
         ck = {"model": model.state_dict(), "head": lm.head.state_dict(), "optimizer": opt.state_dict(),
               "step": step, "epoch": epoch, "history": history, "model_config": asdict(model.config),
               "pretrain_config": asdict(cfg), "kind": KIND}
-        _save(ck, last)
+        save_checkpoint(ck, last)
         if val_loss < best:
             best = val_loss
-            _save(ck, checkpoint_dir / "best.pt")
+            save_checkpoint(ck, checkpoint_dir / "best.pt")
         row = history[-1]
         log(f"epoch {epoch:>{len(str(cfg.epochs))}}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
             f"val loss {val_loss:.4f}  val masked-token accuracy {val_acc:.4f}  "
             f"{time.perf_counter() - began:.0f} s")
         if history_path is not None:
-            _write_tsv(pd.DataFrame(history, columns=HISTORY_COLUMNS), Path(history_path))
+            with atomic_path(history_path) as tmp:
+                pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, sep="\t", index=False)
     return pd.DataFrame(history, columns=HISTORY_COLUMNS)
 
-
-def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

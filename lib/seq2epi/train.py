@@ -21,6 +21,7 @@ from seq2epi.metrics import binary_metrics
 from seq2epi.model import ModelConfig, NucleicTransformer, is_padded
 from seq2epi.precision import autocast, grad_scaler, resolve_precision, set_numerics
 from seq2epi.progress import bar, log
+from seq2epi.records import atomic_path
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc"]
 
@@ -180,18 +181,16 @@ def _val_metrics(y: np.ndarray, logits: np.ndarray) -> dict:
     return {"loss": _loss(logits_t, y_t, reduction="sum").item() / max(count, 1), **metrics}
 
 
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
+    """torch.save, atomically: a run killed while saving keeps its previous checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def write_history(history: list[dict], path: str | os.PathLike) -> None:
     """The per-epoch history as a TSV, rewritten atomically (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, sep="\t", index=False)
 
 
 def epoch_line(row: dict, epochs: int, seconds: float) -> str:
@@ -283,9 +282,9 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                   "step": step, "epoch": epoch,
                   "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
-            _save(ck, last)
+            save_checkpoint(ck, last)
             if m["auroc"] > best_auc:
-                _save(ck, checkpoint_dir / "best.pt")
+                save_checkpoint(ck, checkpoint_dir / "best.pt")
             if history_path is not None:
                 write_history(history, history_path)
             if progress:
