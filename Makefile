@@ -7,7 +7,7 @@ export SEQ2EPI_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data)
 # `make bench` runs the small model (a CPU); on a GPU server: make bench BENCH_ARGS=--compile
 BENCH_ARGS ?= --small
 
-.PHONY: demo test test-quick lint lab bench clean-venv
+.PHONY: demo test test-quick lint lab bench gpu-check clean-venv
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,11 @@ lab: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS) --out benchmarks/speed.json
+
+# On a GPU machine: the tests on CUDA, the GPU rows of benchmarks/speed.md and one lab-size epoch (issue 13).
+# Uses .venv when present, else python3 (a machine without a package index: see the script's header).
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 clean-venv:
 	rm -rf $(VENV)

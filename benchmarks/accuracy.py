@@ -8,13 +8,9 @@ k-mer logistic regression): test AUROC / AUPRC / MCC with bootstrap 95 % interva
 """
 
 import argparse
-import json
 from pathlib import Path
 
-import pandas as pd
-import yaml
-
-from seq2epi import experiments
+from seq2epi import parameters, records
 
 MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR"}
 
@@ -24,11 +20,11 @@ def cell(metrics: dict, key: str) -> str:
     return f"{metrics[key]:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def rows(record: Path) -> list[str]:
-    params = yaml.safe_load((record / "parameters.yaml").read_text())
-    metrics = json.loads((record / "metrics.json").read_text())
-    command = f"`seq2epi run {params['experiment']}`"
-    val_auc = pd.read_csv(record / "history.tsv", sep="\t")["val_auc"].max()
+def rows(path: Path) -> list[str]:
+    record = records.read_record(path)
+    metrics = record.metrics
+    command = f"`seq2epi run {record.params['experiment']}`"
+    val_auc = record.history["val_auc"].max()
     out = []
     for mark, per_model in metrics["marks"].items():
         for key, name in MODELS.items():
@@ -48,12 +44,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+")
     args = parser.parse_args()
-    executed = experiments.project_root() / "executed"
+    executed = parameters.project_root() / "executed"
     print("| mark | model | val AUROC | test AUROC [95 % CI] | test AUPRC [95 % CI] | test MCC [95 % CI] "
           "| gap to 0.95 / 0.75 | record, command |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.experiments:
-        print("\n".join(rows(experiments.find_record(executed, name))))
+        print("\n".join(rows(records.find_record(executed, name))))
 
 
 if __name__ == "__main__":

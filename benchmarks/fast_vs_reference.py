@@ -5,7 +5,6 @@
 
 import argparse
 import json
-import os
 import tempfile
 
 import numpy as np
@@ -13,11 +12,12 @@ import torch
 
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.records import atomic_path
 from seq2epi.sequence import PAD
 from seq2epi.train import TrainConfig, fit
 
 MOTIF = np.array([0, 1, 2, 3, 3, 2], dtype=np.uint8)  # ACGTTG
-PATHS = {"reference": ("reference", False), "fast": ("fast", False), "fast+bf16": ("fast", True)}
+PATHS = {"reference": ("reference", "fp32"), "fast": ("fast", "fp32"), "fast+bf16": ("fast", "bf16")}
 
 
 def motif_data(n: int, length: int, seed: int) -> WindowDataset:
@@ -42,18 +42,16 @@ def main() -> None:
     train, val = motif_data(1024, 80, seed=0), motif_data(512, 80, seed=1)
     cfg = dict(epochs=args.epochs, batch_size=32, schedule="constant", lr=3e-3, seed=1, device=args.device)
     result = {"device": args.device, "torch": torch.__version__, "train_config": cfg, "val_auc": {}}
-    for name, (attention, amp) in PATHS.items():
+    for name, (attention, precision) in PATHS.items():
         torch.manual_seed(0)
         model = NucleicTransformer(ModelConfig(ninp=32, nhead=4, nhid=64, nlayers=2, kmers=(7,),
                                                attention=attention))
         with tempfile.TemporaryDirectory() as tmp:
-            history = fit(model, train, val, TrainConfig(**cfg, amp=amp), tmp, progress=False)
+            history = fit(model, train, val, TrainConfig(**cfg, precision=precision), tmp, progress=False)
         result["val_auc"][name] = history.val_auc.tolist()
         print(f"{name:10s} val AUROC by epoch: " + " ".join(f"{v:.4f}" for v in history.val_auc), flush=True)
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, args.out)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

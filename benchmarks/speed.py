@@ -4,7 +4,11 @@
     python benchmarks/speed.py --small --out benchmarks/speed_cpu.json    # CPU, a small model, few steps
 
 Each measurement runs in a fresh process, so peak memory is its own: torch.cuda.max_memory_allocated on GPU,
-the growth of the process's peak RSS (resource.getrusage ru_maxrss, not torch-aware) on CPU.
+the growth of the process's peak RSS (resource.getrusage ru_maxrss, not torch-aware) on CPU. The reference
+path is true fp32 (no TF32); "fast" computes in the precision policy's dtype (`precision: auto`: bf16 on
+sm80+, fp16 with loss scaling on sm70/75, fp32 on the CPU). With --compile every timed batch has the
+warm-up's shape, so no recompile is timed. --md writes the table between speed.md's `<!-- gpu-rows -->`
+markers.
 """
 
 import argparse
@@ -19,16 +23,21 @@ from multiprocessing import get_context
 
 import numpy as np
 import torch
+import torch._dynamo
 
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.precision import dtype_name, grad_scaler, resolve_precision, set_numerics
 from seq2epi.predict import auto_batch_size, predict
+from seq2epi.records import atomic_path
 from seq2epi.train import TrainConfig, make_loader, make_optimizer, set_threads, train_step
 
 LAB = dict(ninp=512, nhead=8, nhid=2048, nlayers=6, kmers=(13,))
 SMALL = dict(ninp=128, nhead=8, nhid=512, nlayers=2, kmers=(13,))
 LENGTHS = (200, 500, 1000)
-PEAK_TFLOPS = {"H100 PCIe": 756, "H100": 989, "H200": 989, "A100": 312}  # dense bf16, by device name
+# dense 16-bit tensor-core peak (bf16, fp16 on the V100), by device name
+PEAK_TFLOPS = {"H100 PCIe": 756, "H100": 989, "H200": 989, "A100": 312, "V100-PCIE": 112, "V100-SXM2": 125}
+MARKERS = ("<!-- gpu-rows -->", "<!-- /gpu-rows -->")
 
 
 def flops_per_window(cfg: ModelConfig, length: int) -> float:
@@ -41,13 +50,12 @@ def flops_per_window(cfg: ModelConfig, length: int) -> float:
 
 def paths(args) -> dict[str, dict]:
     """The reference path (the lab's computation: fp32, explicit softmax, plain Adam) and the fast path(s)."""
-    amp = args.device == "cuda"
-    out = {"reference": dict(attention="reference", amp=False, compile=False, fused=False),
-           "fast": dict(attention="fast", amp=amp, compile=False, fused=True)}
-    if args.amp and not amp:
-        out["fast+bf16"] = dict(attention="fast", amp=True, compile=False, fused=True)
+    out = {"reference": dict(attention="reference", precision="fp32", compile=False, fused=False),
+           "fast": dict(attention="fast", precision="auto", compile=False, fused=True)}
+    if args.amp and args.device != "cuda":
+        out["fast+bf16"] = dict(attention="fast", precision="bf16", compile=False, fused=True)
     if args.compile:
-        out["fast+compile"] = dict(attention="fast", amp=amp, compile=True, fused=True)
+        out["fast+compile"] = dict(attention="fast", precision="auto", compile=True, fused=True)
     return out
 
 
@@ -74,6 +82,7 @@ def _sync(device: torch.device) -> None:
 def measure(path: dict, phase: str, length: int, size: dict, args) -> dict:
     """Throughput and peak memory of `phase` ("train" or "predict"), measured in this (fresh) process."""
     threads = set_threads()
+    set_numerics()  # true fp32 where fp32 is computed
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = NucleicTransformer(ModelConfig(**size, attention=path["attention"])).to(device)
@@ -83,7 +92,8 @@ def measure(path: dict, phase: str, length: int, size: dict, args) -> dict:
         tokens = rng.integers(0, 4, (n, length), dtype=np.uint8)
         ds = WindowDataset(tokens, np.full(n, length), rng.integers(0, 2, n).astype(np.float32))
         cfg = TrainConfig(batch_size=args.batch, num_workers=args.workers, device=args.device,
-                          amp=path["amp"], compile=path["compile"])
+                          precision=path["precision"], compile=path["compile"])
+        scaler = grad_scaler(device, resolve_precision(cfg.precision, device))
         net = torch.compile(model) if cfg.compile else model
         opt = (make_optimizer(model, cfg, device) if path["fused"]
                else torch.optim.Adam(model.parameters(), lr=1e-4))
@@ -92,26 +102,30 @@ def measure(path: dict, phase: str, length: int, size: dict, args) -> dict:
         for i, (x, y) in enumerate(make_loader(ds, cfg, device)):
             if i == args.warmup:
                 _sync(device)
+                torch._dynamo.config.error_on_recompile = True  # a recompile is never timed
                 t0 = time.perf_counter()
-            train_step(net, opt, x, y, 1e-4, cfg, device)
+            train_step(net, opt, x, y, 1e-4, cfg, device, scaler)
         _sync(device)
         rate, batch = args.steps * args.batch / (time.perf_counter() - t0), args.batch
     else:
         net = torch.compile(model) if path["compile"] else model
-        batch = (auto_batch_size(model, length, device, args.predict_batch, path["amp"])
+        batch = (auto_batch_size(model, length, device, args.predict_batch, path["precision"])
                  if path["attention"] == "fast" else args.predict_batch)
-        n = max(args.predict_windows, 2 * batch)
+        n = -(-max(args.predict_windows, 2 * batch) // batch) * batch  # whole batches: no smaller last one
         tokens = rng.integers(0, 4, (n, length), dtype=np.uint8)
         start = _peak_start(device)
-        predict(net, tokens[: 2 * batch], batch_size=batch, device=device, amp=path["amp"])  # warm-up
+        run = dict(batch_size=batch, device=device, precision=path["precision"])
+        predict(net, tokens[: 2 * batch], **run)  # warm-up (and compilation)
+        torch._dynamo.config.error_on_recompile = True  # a recompile is never timed
         t0 = time.perf_counter()
-        predict(net, tokens, batch_size=batch, device=device, amp=path["amp"])
+        predict(net, tokens, **run)
         rate = n / (time.perf_counter() - t0)
-    return {"rate": rate, "batch": batch, "peak_bytes": _peak(device, start), "threads": threads}
+    return {"rate": rate, "batch": batch, "peak_bytes": _peak(device, start), "threads": threads,
+            "dtype": dtype_name(resolve_precision(path["precision"], device))}
 
 
 def device_description(device: str) -> tuple[str, float | None]:
-    """(description, dense bf16 peak TFLOP/s or None)."""
+    """(description, dense 16-bit peak TFLOP/s or None)."""
     if device == "cuda":
         name = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
@@ -162,7 +176,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers (default: 8 on GPU, 0 on CPU)")
     p.add_argument("--compile", action="store_true", help="also measure the fast path with torch.compile")
     p.add_argument("--amp", action="store_true", help="CPU: also the fast path in bfloat16")
-    p.add_argument("--peak-tflops", type=float, help="dense bf16 peak for MFU (default: by GPU name)")
+    p.add_argument("--peak-tflops", type=float, help="dense 16-bit peak for MFU (default: by GPU name)")
+    p.add_argument("--md", help="markdown file whose <!-- gpu-rows --> block receives the table")
     args = p.parse_args()
     size = {**(SMALL if args.small else LAB), **{k: v for k in ("ninp", "nhead", "nhid", "nlayers")
                                                   if (v := getattr(args, k)) is not None}}
@@ -185,6 +200,7 @@ def main() -> None:
                 row = {"length": length, "path": name, "train": train["rate"], "predict": pred["rate"],
                        "predict_batch": pred["batch"], "train_peak": train["peak_bytes"],
                        "predict_peak": pred["peak_bytes"], "threads": train["threads"],
+                       "dtype": pred["dtype"],
                        "flops_per_window": flops, "train_flops": 3 * flops * train["rate"],
                        "predict_flops": flops * pred["rate"]}
                 result["rows"].append(row)
@@ -193,9 +209,23 @@ def main() -> None:
     print(f"\n{description}, torch {torch.__version__}, model {size}\n")
     print(table(result))
     if args.out:
-        with open(f"{args.out}.tmp", "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(f"{args.out}.tmp", args.out)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+    if args.md:
+        write_rows(args.md, result, size)
+
+
+def write_rows(path: str, result: dict, size: dict) -> None:
+    """Replace the block between MARKERS in the markdown file `path` with this run's table."""
+    text = open(path).read()
+    head, rest = text.split(MARKERS[0], 1)
+    _, tail = rest.split(MARKERS[1], 1)
+    first = [r for r in result["rows"] if r["length"] == result["lengths"][0]]
+    dtypes = ", ".join(f"{r['path']} {r['dtype']}" for r in first)
+    block = (f"{MARKERS[0]}\n{result['device']}, torch {result['torch']}, model {size}; dtypes: {dtypes}; "
+             f"MFU against {result['peak_tflops'] or 'n/a'} TFLOP/s.\n\n{table(result)}\n{MARKERS[1]}")
+    with atomic_path(path) as tmp:
+        tmp.write_text(head + block + tail)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 # ---- predict-region and merge-regions (issue 4: variety maps) ----
+import os
+import shutil
+import signal
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -7,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from seq2epi import experiments
 from seq2epi.cli import main
 from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.predict import predict, predict_genome
@@ -63,3 +67,74 @@ def test_predict_region_bad_input(checkpoint, tmp_path, capsys):
     assert predict_region(checkpoint, tmp_path / "a.npz", "--region", "chr1:40-60") == 2
     assert "chr1:40-60 is not inside chr1 (0-50)" in capsys.readouterr().err
     assert not list(tmp_path.glob("a.*"))
+
+
+# ---- run, compare, list: bad input is one sentence, an interrupted run says so ----
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workbook(tmp_path, monkeypatch):
+    for folder in ("notebooks", "parameters"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    (tmp_path / "executed").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_run_refuses_a_name_outside_parameters(workbook, capsys):
+    assert main(["run", "../parameters/smoke"]) == 2
+    assert "seq2epi: experiment '../parameters/smoke' is not a parameter file in" in one_line_error(capsys)
+    assert not any((workbook / "executed").iterdir())
+
+
+def test_run_reports_a_yaml_error_in_one_line(workbook, capsys):
+    (workbook / "parameters" / "bad.yaml").write_text("epochs: 3\nkmers: [7, 13\n")
+    assert main(["run", "bad"]) == 2
+    assert f"{workbook / 'parameters' / 'bad.yaml'}, line 3, column 1: " in one_line_error(capsys)
+    assert main(["run", "smoke", "-p", "batch_size=0"]) == 2
+    assert "'batch_size' = 0 is impossible; expected a number in [1, inf)" in one_line_error(capsys)
+
+
+def test_run_into_an_unwritable_executed_is_one_sentence(workbook, monkeypatch, capsys):
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)  # as chmod would, were the tests not run as root
+    assert main(["run", "smoke"]) == 2
+    assert "seq2epi: cannot write " in one_line_error(capsys)
+
+
+def test_run_stopped_from_the_terminal_says_so(workbook, monkeypatch, capsys):
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "execute", stopped)
+    assert main(["run", "smoke", "-q"]) == 130
+    assert "seq2epi: interrupted" in one_line_error(capsys)
+    assert "| interrupted |" in (workbook / "executed" / "INDEX.md").read_text()
+
+
+def test_run_terminated_by_sigterm_is_marked_interrupted(workbook, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "execute", lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM))
+    assert main(["run", "smoke", "-q"]) == 130
+    assert "| interrupted |" in (workbook / "executed" / "INDEX.md").read_text()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main() leaves the handler as it found it
+
+
+def test_compare_refuses_a_record_outside_executed(workbook, capsys):
+    assert main(["compare", "../x", "--by", "kmers"]) == 2
+    assert "'../x' is not a record or experiment name" in one_line_error(capsys)
+
+
+def test_list_names_experiments_and_records(workbook, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out.splitlines()[0] and "# Lab records" in out

@@ -30,7 +30,8 @@ def windows():
 def test_read_labeled_csv_both_headers():
     df = read_labeled_csv(DATA / "labeled.csv")
     assert list(df.columns) == ["sequence", "label"]
-    assert df["sequence"].tolist() == ["ACGTACGTAC", "acgtnnACGT", "GGGGCCCCAA"]
+    assert df["sequence"].tolist() == ["ACGTACGTAC", "ACGTNNACGT", "GGGGCCCCAA"]  # as the model reads them
+    assert df.index.tolist() == [2, 3, 4]  # lines of the file
     assert df["label"].tolist() == [1, 0, 1] and df["label"].dtype == np.int64
     assert read_labeled_csv(DATA / "labeled_lower.csv").values.tolist() == [["ACGT", 0], ["TTTTGGGG", 1]]
 
@@ -51,6 +52,31 @@ def test_read_labeled_csv_errors_name_file_and_line(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=rf"bad\.csv.*{match}"):
         read_labeled_csv(path)
+
+
+def test_read_labeled_csv_reads_gzip_and_a_byte_order_mark():
+    plain = read_labeled_csv(DATA / "labeled.csv")
+    assert read_labeled_csv(DATA / "labeled.csv.gz").equals(plain)
+    bom = read_labeled_csv(DATA / "labeled_bom.csv")
+    assert bom.values.tolist() == [["ACGTACGTAC", 1], ["GGGGCCCCAA", 0]]
+
+
+def test_read_labeled_csv_names_the_line_that_is_not_utf8_and_a_damaged_gzip(tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("sequence,label\nACGT,1\nACGT,0 # séquence\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv line 3: expected UTF-8 text"):
+        read_labeled_csv(latin1)
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes((DATA / "labeled.csv.gz").read_bytes()[:30])
+    with pytest.raises(ValueError, match=r"cut\.csv\.gz: a damaged gzip file"):
+        read_labeled_csv(truncated)
+
+
+def test_read_labeled_csv_names_the_shortest_sequence_below_min_length():
+    assert len(read_labeled_csv(DATA / "short.csv", min_length=6)) == 4
+    with pytest.raises(ValueError, match=r"short\.csv line 4: its sequence of 6 bp is shorter than the "
+                                         r"largest k-mer \(9 bp\), as are 1 other\(s\)"):
+        read_labeled_csv(DATA / "short.csv", min_length=9)
 
 
 def test_random_split_seeded():

@@ -82,3 +82,17 @@ def test_score_track_against_peaks_and_labelled_windows():
     assert sorted(by_split) == ["labelled_test", "labelled_train"]
     assert by_split["labelled_test"]["auroc"] == by_split["labelled_train"]["auroc"] == 1.0
     assert evaluate.score_track(track, {"c1": 1000}, "K4") == {}
+
+
+def test_calibrate_marks_fits_val_and_reports_test_before_and_after():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (2, 3000, 2))
+    y = (rng.random(z.shape) < 1 / (1 + np.exp(-z))).astype(float)
+    y[:, ::4, 1] = np.nan  # the second mark is unlabelled on a quarter of the windows
+    probs = 1 / (1 + np.exp(-z * np.array([4.0, 1.0])))  # mark 1 over-confident, mark 2 calibrated
+    labels, probs = {"val": y[0], "test": y[1]}, {"val": probs[0], "test": probs[1]}
+    temperature, report = evaluate.calibrate_marks(labels, probs, ["H3K4me3", "H3K9ac"])
+    assert temperature[0] == pytest.approx(4.0, rel=0.1) and temperature[1] == pytest.approx(1.0, abs=0.1)
+    before, after = report["H3K4me3"]["before"], report["H3K4me3"]["after"]
+    assert after["ece"] < before["ece"] / 2 and after["brier"] < before["brier"]
+    assert report["H3K9ac"]["after"]["ece"] == pytest.approx(report["H3K9ac"]["before"]["ece"], abs=0.02)

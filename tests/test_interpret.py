@@ -9,10 +9,16 @@ import torch  # noqa: E402
 from conftest import MOTIF, make_motif_data, make_toy_model  # noqa: E402
 
 from seq2epi.interpret import (  # noqa: E402
+    OneHotModel,
     attribution_logo,
+    attributions,
     gradient_x_input,
+    hypothetical,
     in_silico_mutagenesis,
+    ism,
+    one_hot,
     saliency,
+    salient_kmers,
     top_kmers,
 )
 from seq2epi.sequence import PAD, decode  # noqa: E402
@@ -115,3 +121,37 @@ def test_attribution_logo_draws_reference_letters(model, positives):
     plt.close(fig)
     with pytest.raises(ValueError, match=r"scores must be \[L, 4\]"):
         saliency(ism[:-1], tokens)
+
+
+def test_one_hot_model_equals_the_token_model_and_passes_gradients_to_the_input(model, positives):
+    tokens = positives[0][:3, :30].copy()
+    tokens[0, 5] = 4  # an N: an all-zero column
+    X = torch.from_numpy(one_hot(tokens)).float().requires_grad_()
+    assert X.shape == (3, 4, 30) and X[0, :, 5].sum() == 0
+    wrapped = OneHotModel(model).eval()
+    out = wrapped(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(out.detach(), model(torch.from_numpy(tokens.astype(np.int64))), atol=1e-5)
+    out.sum().backward()
+    assert X.grad.abs().sum() > 0
+
+
+def test_ism_of_a_batch_groups_lengths_keeps_eval_mode_and_equals_one_at_a_time(model, positives):
+    tokens, lengths = positives[0][:5], positives[1][:5]
+    model.eval()
+    scores = ism(model, tokens, lengths, batch_size=64)
+    assert not model.training  # tangermeme restores the mode of what it was given
+    assert [s.shape for s in scores] == [(n, 4) for n in lengths]
+    for row, length, score in zip(tokens, lengths, scores, strict=True):
+        np.testing.assert_allclose(score, in_silico_mutagenesis(model, row[:length]), atol=1e-5)
+    centred = hypothetical(scores[0])
+    np.testing.assert_allclose(centred.sum(1), 0, atol=1e-5)
+    np.testing.assert_allclose(centred[np.arange(lengths[0]), tokens[0, : lengths[0]]],
+                               0.75 * saliency(scores[0], tokens[0, : lengths[0]]), atol=1e-5)
+
+
+def test_salient_kmers_reads_precomputed_attributions(model, positives):
+    scores = attributions(model, *positives, method="gradient")
+    assert salient_kmers(*positives, scores).equals(top_kmers(model, *positives, method="gradient"))
+    with pytest.raises(ValueError, match="got 1 score arrays for 24 sequences"):
+        salient_kmers(*positives, scores[:1])

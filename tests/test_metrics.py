@@ -8,8 +8,11 @@ from seq2epi.metrics import (
     _weighted_metrics,
     binary_metrics,
     bootstrap_ci,
+    brier,
     choose_threshold,
+    ece,
     per_target,
+    reliability_bins,
 )
 
 Y = [0, 0, 1, 1, 1, 0]
@@ -123,3 +126,17 @@ def test_per_target_ignores_unlabelled_examples():
         per_target(Y, S, marks=["a", "b"])
     with pytest.raises(ValueError, match="'b' has no labelled example"):
         per_target(np.c_[Y, np.full(6, np.nan)], np.c_[S, S], marks=["a", "b"])
+
+
+def test_reliability_bins_ece_and_brier_by_hand():
+    y, p = [0, 1, 1, 0, 1], [0.05, 0.15, 0.95, 0.9, 1.0]
+    bins = reliability_bins(y, p, n_bins=2)
+    assert list(bins["count"]) == [2, 3] and list(bins["upper"]) == [0.5, 1.0]  # 1.0 falls in the last bin
+    assert bins["mean_prob"].tolist() == pytest.approx([0.1, 0.95])
+    assert bins["frac_pos"].tolist() == pytest.approx([0.5, 2 / 3])
+    assert ece(y, p, n_bins=2) == pytest.approx((2 * 0.4 + 3 * (0.95 - 2 / 3)) / 5)
+    assert brier(y, p) == pytest.approx((0.05**2 + 0.85**2 + 0.05**2 + 0.9**2 + 0) / 5)
+    assert math.isnan(reliability_bins(y, p, n_bins=4)["frac_pos"][1])  # an empty bin
+    assert ece([0, 1], [0.0, 1.0]) == 0.0 and brier([0, 1], [0.0, 1.0]) == 0.0
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        ece([0, 1], [0.2, 1.5])

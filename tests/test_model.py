@@ -1,9 +1,10 @@
 import pytest
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 from torch import nn
 
-from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.model import KmerAggregate, ModelConfig, NucleicTransformer, is_padded, reference_attention
 from seq2epi.sequence import PAD
 
 TOY = dict(ninp=32, nhead=4, nhid=64, nlayers=2, kmers=(3, 5), dropout=0.1, n_targets=2)
@@ -29,10 +30,10 @@ def test_output_shape_and_attention():
     torch.testing.assert_close(model(x), logits)
 
 
-def test_fast_matches_reference():
-    fast, ref = toy_model(attention="fast"), toy_model(attention="reference")
+def test_fast_matches_reference(device):
+    fast, ref = toy_model(attention="fast").to(device), toy_model(attention="reference").to(device)
     ref.load_state_dict(fast.state_dict())
-    x = tokens()
+    x = tokens().to(device)
     x[1, 30:] = PAD
     torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=1e-5)
     logits, weights = fast(x, return_attention=True)  # the fast model can also return weights
@@ -72,6 +73,60 @@ def test_reference_layer_matches_torch_multihead_attention():
     theirs, their_w = torch_attn(x, x, x, key_padding_mask=~valid, need_weights=True)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(our_w, their_w, atol=1e-6, rtol=1e-5)
+
+
+def test_kmer_mask_marks_windows_that_touch_pad():
+    pad = torch.rand(5, 23, generator=torch.Generator().manual_seed(0)) < 0.2  # PAD anywhere
+    _, valid = KmerAggregate((3, 5), 8)(torch.randn(5, 23, 8), pad)
+    pooled = [F.max_pool1d(pad.float().unsqueeze(1), k, stride=1).squeeze(1) == 0 for k in (3, 5)]
+    assert torch.equal(valid, torch.cat(pooled, dim=1))
+
+
+def test_padded_flag_from_the_caller_gives_the_same_logits():
+    model = toy_model()
+    x = tokens()
+    assert not is_padded(x)
+    torch.testing.assert_close(model(x, padded=False), model(x))
+    torch.testing.assert_close(model(x, padded=True), model(x))  # masks on, all positions valid
+    x[2, 25:] = PAD
+    assert is_padded(x)
+    torch.testing.assert_close(model(x, padded=True), model(x))
+
+
+def test_one_compiled_graph_serves_every_width():
+    """Issue 13: a k-mer mask that specialised the length made compile recompile for every batch width."""
+    model = toy_model()
+    compiled = torch.compile(model, backend="eager")
+
+    def batch(width: int, padded: bool) -> torch.Tensor:
+        x = tokens(n=4, length=width, seed=width)
+        if padded:
+            x[0, width - 4 :] = PAD
+        return x
+
+    torch._dynamo.reset()
+    for width, padded in [(30, True), (31, True), (30, False), (31, False)]:  # warm-up: static, then dynamic
+        compiled(batch(width, padded), padded=padded)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for width in (35, 47, 60, 99):
+            for padded in (True, False):
+                x = batch(width, padded)
+                torch.testing.assert_close(compiled(x, padded=padded), model(x))
+    torch._dynamo.reset()
+
+
+def test_reference_attention_is_float32_under_autocast():
+    """Issue 13: matmul is on autocast's lower-precision list; the reference path must stay fp32 under it."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 9, 8, generator=g) for _ in range(3))
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    fp32 = reference_attention(q, k, v, mask, 0.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = reference_attention(q, k, v, mask, 0.0)
+    for ours, exact in zip(autocast, fp32, strict=True):
+        assert ours.dtype == torch.float32
+        torch.testing.assert_close(ours, exact, atol=0, rtol=0)
 
 
 def test_short_sequence_raises():
@@ -145,3 +200,27 @@ def test_matches_the_lab_model(attention):
     lab = LabModel(model.config).load_from(model)
     x = tokens()
     torch.testing.assert_close(model(x), lab(x), atol=1e-5, rtol=1e-5)
+
+
+def test_kmer_spectrum_equals_the_baselines_features_before_standardising():
+    from seq2epi.baselines import kmer_spectrum
+    from seq2epi.model import KmerSpectrum
+
+    x = tokens(6, 30, seed=3)
+    x[0, 25:] = PAD
+    spectrum = KmerSpectrum(3)
+    raw = spectrum.norm
+    spectrum.norm = nn.Identity()
+    expected = kmer_spectrum(x.numpy(), (x != PAD).sum(1).numpy(), 3)
+    assert torch.allclose(spectrum(x), torch.from_numpy(expected), atol=1e-6)
+    spectrum.norm = raw
+    assert spectrum(x).shape == (6, 4 + 16 + 64)
+
+
+def test_kmer_features_join_the_pooled_output():
+    model = toy_model(kmer_features=2)
+    assert model.classifier.in_features == TOY["ninp"] + 4 + 16
+    model.train()
+    out = model(tokens(8, 40))
+    out.sum().backward()
+    assert out.shape == (8, TOY["n_targets"]) and model.classifier.weight.grad is not None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from seq2epi import cli
 
@@ -53,16 +54,38 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
                    "track", "variety_map", "genome_overview"):
         assert (smoke_record / "figures" / f"{figure}.png").exists(), figure
     assert "ci95" in metrics["transformer"] and (smoke_record / "top_kmers.tsv").exists()
+    assert set(metrics["calibration"]) == {"H3K4me3"} and (smoke_record / "figures/reliability.png").exists()
     for written in ("artifacts/track.bw", "artifacts/map.h5", "changed_windows.tsv", "variable_regions.tsv"):
         assert (smoke_record / written).exists(), written
     index = (workbook / "executed" / "INDEX.md").read_text()
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
 
 
+def test_pretraining_stage_hands_its_encoder_to_training(workbook, monkeypatch):
+    pretrain = ["-p", f"data_dir={REPO / 'tests' / 'data'}", "-p", "pretrain_fasta=[pretrain.fa]",
+                "-p", "pretrain_window=50", "-p", "pretrain_windows=64", "-p", "pretrain_epochs=2"]
+    assert run(workbook, monkeypatch, "run", "smoke", "--stages", "00,01,02", "-q", *pretrain) == 0
+    record = newest_record(workbook)
+    assert (record / "00_pretrain.html").exists() and (record / "figures" / "pretrain.png").exists()
+    assert len(pd.read_csv(record / "pretrain_history.tsv", sep="\t")) == 2
+    train = json.loads((record / "02_train.ipynb").read_text())
+    said = "".join("".join(o.get("text", "")) for c in train["cells"] for o in c.get("outputs", []))
+    assert "starting from the weights of artifacts/pretrain/best.pt" in said
+
+
+def test_a_record_is_light_portable_and_clean(smoke_record):
+    html = (smoke_record / "02_train.html").read_text()
+    assert '<link rel="stylesheet" href="../nbconvert-' in html and 'src="figures/val_auc.png"' in html
+    assert len(html) < 100_000
+    assert yaml.safe_load((smoke_record / "parameters.yaml").read_text())["data_dir"] is None
+    assert not list(smoke_record.glob(".tmp-*")) and not list(smoke_record.glob("*.tmp"))
+
+
 def test_compare_makes_a_record_of_its_own(smoke_record, workbook, monkeypatch):
     assert run(workbook, monkeypatch, "compare", "smoke", smoke_record.name, "--by", "kmers", "-q") == 0
     compare = newest_record(workbook)
     assert compare.name.endswith("compare_kmers")
+    assert yaml.safe_load((compare / "parameters.yaml").read_text())["records"] == [smoke_record.name] * 2
     table = pd.read_csv(compare / "comparison.tsv", sep="\t")
     assert len(table) == 2 and (compare / "figures" / "compare_val_auc.png").exists()
     assert not (compare / "ensemble.tsv").exists()

@@ -194,3 +194,21 @@ def test_plot_genome_overview(tmp_path):
     assert chr1.images[0].get_array().shape == (6, 20)
     assert sorted(t.get_text() for t in chr1.get_yticklabels()) == samples
     _saves(fig, tmp_path)
+
+
+def test_plot_reliability(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(y * 0.6 + rng.random(300) * 0.4, 0, 1)
+    fig = plots.plot_reliability({"before": (y, p), "after": (y, np.full(300, y.mean()))})
+    assert _legend(fig.axes[0])[0].startswith("before (ECE ")
+    _saves(fig, tmp_path)
+
+
+def test_plot_pretraining_draws_loss_and_accuracy():
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.3, 1.1], "val_loss": [1.35, 1.2],
+                            "val_acc": [0.3, 0.4]})
+    fig = plots.plot_pretraining(history)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="val_acc"):
+        plots.plot_pretraining(history.drop(columns="val_acc"))

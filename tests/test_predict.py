@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
+from seq2epi import predict as predict_module
 from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.precision import set_numerics
 from seq2epi.predict import auto_batch_size, genome_inputs, predict, predict_genome
 from seq2epi.sequence import Genome, N, pad_batch, reverse_complement
 from seq2epi.tiling import tile
@@ -35,11 +37,13 @@ def genome(tmp_path):
     return Genome(path)
 
 
-def test_predict_matches_one_by_one_in_input_order(batch):
+def test_predict_matches_one_by_one_in_input_order(batch, device):
     tokens, lengths = batch
+    set_numerics()  # no TF32: fp32 on CUDA is the CPU's fp32
     model = toy_model().train()
-    probs = predict(model, tokens, lengths, batch_size=4)
+    probs = predict(model, tokens, lengths, batch_size=4, device=device, precision="fp32")
     assert probs.shape == (11,) and probs.dtype == np.float32 and not model.training
+    model.cpu()
     with torch.no_grad():
         single = [
             torch.sigmoid(model(torch.from_numpy(t[:n].astype(np.int64))[None]))[0, 0].item()
@@ -66,13 +70,15 @@ def test_predict_several_targets(batch):
     assert probs.shape == (11, 3) and ((probs > 0) & (probs < 1)).all()
 
 
-def test_auto_batch_size_is_the_default_off_cuda(batch):
+def test_auto_batch_size_is_the_default_off_cuda_and_any_size_predicts_alike(batch, device):
     tokens, lengths = batch
-    model = toy_model()
-    assert auto_batch_size(model, 200, "cpu", default=48) == 48
-    expected = predict(model, tokens, lengths)
-    np.testing.assert_array_equal(predict(model, tokens, lengths, batch_size="auto"), expected)
-    np.testing.assert_array_equal(predict(model, tokens, lengths, batch_size=0), expected)
+    model = toy_model().to(device)
+    size = auto_batch_size(model, 200, device, default=48)
+    assert size == 48 if device == "cpu" else 1 <= size <= 8192
+    run = dict(device=device, precision="fp32")
+    expected = predict(model, tokens, lengths, **run)
+    np.testing.assert_allclose(predict(model, tokens, lengths, batch_size="auto", **run), expected, atol=1e-5)
+    np.testing.assert_allclose(predict(model, tokens, lengths, batch_size=0, **run), expected, atol=1e-5)
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, tokens, lengths, batch_size=-1)
 
@@ -80,11 +86,54 @@ def test_auto_batch_size_is_the_default_off_cuda(batch):
 def test_predict_bfloat16_autocast_only_when_asked_on_cpu(batch):
     tokens, lengths = batch
     model = toy_model()
-    fp32 = predict(model, tokens, lengths)
-    bf16 = predict(model, tokens, lengths, amp=True)
+    fp32 = predict(model, tokens, lengths)  # auto: fp32 on the CPU
+    bf16 = predict(model, tokens, lengths, precision="bf16")
     assert not np.array_equal(bf16, fp32)
     np.testing.assert_allclose(bf16, fp32, atol=2e-2)
-    np.testing.assert_array_equal(predict(model, tokens, lengths, amp=False), fp32)
+    np.testing.assert_array_equal(predict(model, tokens, lengths, precision="fp32"), fp32)
+
+
+def test_predict_checks_lengths_on_the_host(batch):
+    tokens, lengths = batch
+    lengths = lengths.copy()
+    lengths[4] = 2
+    with pytest.raises(ValueError, match=r"Sequence 4 has 2 bp, shorter than the largest k-mer \(3\)"):
+        predict(toy_model(), tokens, lengths)
+
+
+class FakeCuda:
+    """CUDA memory queries of a GPU with `free` bytes where a forward on more than `fits` windows runs out."""
+
+    def __init__(self, monkeypatch, free: int, fits: int, per_window: int):
+        self.tried = []
+        self.fits, self.per_window = fits, per_window
+        monkeypatch.setattr(predict_module, "_peak_bytes", self.peak_bytes)
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 2 * free))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+        monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+
+    def peak_bytes(self, model, n, length, device, dtype):
+        self.tried.append(n)
+        if n > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+        return n * self.per_window
+
+
+def test_auto_batch_size_halves_and_retries_on_out_of_memory(monkeypatch):
+    model = toy_model()
+    # the estimate (0.8 * 10,000 / 10 = 800) runs out of memory; halving reaches 400, which fits
+    fake = FakeCuda(monkeypatch, free=10_000, fits=500, per_window=10)
+    assert auto_batch_size(model, 200, "cuda") == 400
+    assert fake.tried == [32, 800, 400]
+    # the probe itself runs out of memory: halved until it fits, and then the estimate is capped by `limit`
+    fake = FakeCuda(monkeypatch, free=10**9, fits=5, per_window=10)
+    assert auto_batch_size(model, 200, "cuda", limit=64) == 4
+    assert fake.tried == [32, 16, 8, 4, 64, 32, 16, 8]
+    fake = FakeCuda(monkeypatch, free=10**9, fits=0, per_window=10)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        auto_batch_size(model, 200, "cuda")
 
 
 def test_predict_genome_bins_scores_and_n_windows(genome):

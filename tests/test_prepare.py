@@ -49,11 +49,41 @@ def test_from_csv_warns_about_test_windows_overlapping_train(tmp_path):
     assert data["overlapping"] == 1 and data["duplicates"] == 0
 
 
-def test_max_sequences_subsamples_each_file(tmp_path):
-    train = tmp_path / "train.csv"
-    train.write_text("sequence,label\n" + "".join(f"ACGTACGT{'A' * i},{i % 2}\n" for i in range(30)))
-    data = prepare.from_csv(train, DATA / "labeled.csv", 0.2, seed=0, max_sequences=10)
-    assert len(data["labels"]) == 13
+def test_max_sequences_cuts_training_and_max_test_sequences_the_test_file(tmp_path):
+    rows = [(f"ACGTACGT{'A' * i}", i % 2) for i in range(30)]
+    train, test = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "test.csv", rows[:20])
+    with pytest.warns(UserWarning, match="also occur in"):
+        data = prepare.from_csv(train, test, 0.2, seed=0, max_sequences=10)
+    assert (data["split"] != "test").sum() == 10 and (data["split"] == "test").sum() == 20
+    assert data["cuts"] == [f"{train} (max_sequences): 10 of 30 kept"]
+    with pytest.warns(UserWarning, match="also occur in"):
+        data = prepare.from_csv(train, test, 0.2, seed=0, max_test_sequences=5)
+    assert (data["split"] != "test").sum() == 30 and (data["split"] == "test").sum() == 5
+    assert data["cuts"] == [f"{test} (max_test_sequences): 5 of 20 kept"]
+
+
+def test_a_lower_case_copy_is_the_same_sequence(tmp_path):
+    """Duplicates, 31-bp overlaps and validation groups compare sequences as the model reads them."""
+    dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 400))
+    test = write_csv(tmp_path / "test.csv", [(dna[:100], 1), (dna[200:300], 0)])
+    train = write_csv(tmp_path / "train.csv", [(dna[:100].lower(), 1), (dna[250:350].lower(), 0),
+                                               (dna[300:340].replace("A", "a"), 1), (dna[310:360], 0)])
+    with pytest.warns(UserWarning) as caught:
+        data = prepare.from_csv(train, test, 0.5, seed=0)
+    assert data["duplicates"] == 1 and data["overlapping"] == 2
+    assert [str(w.message).split(": ")[-1] for w in caught[:2]] == ["train/test leakage",
+                                                                    "overlapping windows, partial leakage"]
+    val = data["split"][:4] == "val"
+    assert val[1] == val[2] == val[3]  # one group: dna[250:350] overlaps the other two
+
+
+def test_sequences_shorter_than_the_largest_kmer_are_refused_naming_file_and_line(tmp_path):
+    train = write_csv(tmp_path / "train.csv", [("ACGTACGTACGT", 1), ("GGGGCCCCAAAA", 0)])
+    with pytest.raises(ValueError, match=r"short\.csv line 4: its sequence of 6 bp is shorter than the "
+                                         r"largest k-mer \(9 bp\)"):
+        prepare.from_csv(train, DATA / "short.csv", 0.0, seed=0, min_length=9)
+    with pytest.raises(ValueError, match=r"crop_length 6 bp is shorter than the largest k-mer \(9 bp\)"):
+        prepare.from_csv(train, train, 0.0, seed=0, crop_length=6, min_length=9)
 
 
 def test_from_genome_builds_positives_negatives_and_a_chromosome_split(sheet):
@@ -68,6 +98,18 @@ def test_from_genome_builds_positives_negatives_and_a_chromosome_split(sheet):
     genome = sequence.Genome(sheet.parent / "tiny.fa")
     expected = genome.fetch(first.chrom, first.start, first.end).replace("R", "N")
     assert sequence.decode(data["tokens"][0]) == expected
+
+
+def test_from_genome_max_sequences_leaves_test_whole_unless_asked(sheet):
+    args = (sheet, "H3K4me3", 6, 1.0, ["chr2"], ["chr3"], 0)
+    data = prepare.from_genome(*args, max_sequences=1, max_n_fraction=1.0)
+    assert data["table"]["split"].value_counts().to_dict() == {"train": 1, "val": 1, "test": 2}
+    assert data["cuts"] == ["train windows (max_sequences): 1 of 9 kept",
+                            "val windows (max_sequences): 1 of 5 kept"]
+    data = prepare.from_genome(*args, max_n_fraction=1.0, max_test_sequences=1)
+    assert data["table"]["split"].value_counts().to_dict() == {"train": 9, "val": 5, "test": 1}
+    with pytest.raises(ValueError, match=r"window 6 bp is shorter than the largest k-mer \(9 bp\)"):
+        prepare.from_genome(*args, min_length=9)
 
 
 def test_from_genome_errors_name_the_sheet_and_what_is_missing(sheet, tmp_path):
@@ -140,7 +182,7 @@ def test_from_csv_multi_errors(marks_csvs, tmp_path):
     with pytest.raises(ValueError, match="must name the same marks"):
         prepare.from_csv_multi(train, {"K4": test["K4"]}, 0.0, 0)
     train["K4"] = write_csv(tmp_path / "bad.csv", [("AAAAC", 1), ("AAAAC", 0)])
-    with pytest.raises(ValueError, match=r"bad.csv record 2: the sequence is labelled both 0 and 1 for K4"):
+    with pytest.raises(ValueError, match=r"bad.csv line 3: the sequence is labelled both 0 and 1 for K4"):
         prepare.from_csv_multi(train, test, 0.0, 0)
 
 

@@ -27,7 +27,7 @@ def test_tiny_transformer_learns_h3k4me3_beside_the_kmer_baseline(shared_data, t
     seeds, k-mer logistic 0.86, GC content 0.85 (SMEP negatives are adjacent windows; see the data README)."""
     smep = shared_data / "rice_smep"
     data = prepare.from_csv(smep / "H3K4me3_train.csv", smep / "H3K4me3_test.csv", val_fraction=0.2, seed=0,
-                            max_sequences=300)
+                            max_sequences=300, max_test_sequences=300)
     split, labels = data["split"], data["labels"]
     tokens, lengths = central(data["tokens"], data["lengths"], 200)
     part = {name: (tokens[split == name], lengths[split == name], labels[split == name])
@@ -55,7 +55,7 @@ def test_smep_marks_merge_into_one_multi_task_dataset(shared_data):
     smep = shared_data / "rice_smep"
     data = prepare.from_csv_multi({m: smep / f"{m}_train.csv" for m in marks},
                                   {m: smep / f"{m}_test.csv" for m in marks}, val_fraction=0.1, seed=0,
-                                  max_sequences=100)
+                                  max_sequences=100, max_test_sequences=100)
     assert data["marks"] == list(marks) and data["labels"].shape == (600, 3)
     assert (data["table"]["n_marks"] == 1).all()  # SMEP shares no sequence between marks
     assert (~np.isnan(data["labels"])).sum(0).tolist() == [200, 200, 200]

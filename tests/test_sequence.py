@@ -12,6 +12,7 @@ from seq2epi.sequence import (
     decode,
     encode,
     gc_content,
+    iter_fasta,
     pad_batch,
     reverse_complement,
 )
@@ -149,3 +150,16 @@ def test_bgzipped_fasta_reads_across_block_boundaries(tmp_path):
     # every start in the first few BGZF blocks, among them one exactly on a block boundary
     for start in range(64_000, 65_000):
         assert genome.fetch("c", start, start + 3) == seq[start : start + 3]
+
+
+def test_iter_fasta_keeps_case_reads_gzip_and_names_bad_lines(tmp_path):
+    plain = tmp_path / "a.fa"
+    plain.write_text(">chr1 desc\nACgt\nNN\n>chr2\nA\n")
+    gz = tmp_path / "a.fa.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, gz):
+        assert list(iter_fasta(path)) == [("chr1", "ACgtNN"), ("chr2", "A")]
+    bad = tmp_path / "bad.fa"
+    bad.write_text("ACGT\n>chr1\nA\n")
+    with pytest.raises(ValueError, match="bad.fa line 1: sequence before the first"):
+        list(iter_fasta(bad))

@@ -1,13 +1,26 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import torch.distributed as dist
 from conftest import make_motif_data, make_toy_model
 
+from seq2epi import train
 from seq2epi.datasets import WindowDataset
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.train import HISTORY_COLUMNS, TrainConfig, _loss, fit, init_from, load_checkpoint, lr_at
+from seq2epi.train import (
+    HISTORY_COLUMNS,
+    TrainConfig,
+    _loss,
+    _world,
+    fit,
+    init_from,
+    load_checkpoint,
+    lr_at,
+    set_threads,
+)
 
 
 def toy_model(attention: str = "fast") -> NucleicTransformer:
@@ -114,7 +127,7 @@ def test_workers_and_progress_bar_do_not_change_results(full_run, data, tmp_path
     assert history.equals(full_run[1].iloc[:1])
 
 
-def test_multi_target_with_unlabelled_marks_and_amp(data, tmp_path):
+def test_multi_target_with_unlabelled_marks_and_bf16(data, tmp_path):
     train, val = data
     labels = np.stack([train.labels, 1 - train.labels], axis=1)
     labels[::3, 1] = np.nan
@@ -124,6 +137,87 @@ def test_multi_target_with_unlabelled_marks_and_amp(data, tmp_path):
     val2 = WindowDataset(val.tokens, val.lengths, val_labels)
     torch.manual_seed(0)
     model = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), n_targets=2))
-    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "amp": True})
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "precision": "bf16"})
     history = fit(model, train2, val2, cfg, tmp_path, progress=False)
     assert history[HISTORY_COLUMNS[1:]].notna().all(axis=None)
+
+
+def test_history_grows_an_epoch_at_a_time_with_one_line_each(data, tmp_path, monkeypatch, capsys):
+    rows_seen, write_history = [], train.write_history
+
+    def write_and_read(history, path):
+        write_history(history, path)
+        rows_seen.append(len(pd.read_csv(path, sep="\t")))
+
+    monkeypatch.setattr(train, "write_history", write_and_read)
+    monkeypatch.setenv("SEQ2EPI_PROGRESS", "off")  # as `seq2epi run --quiet`: lines, no bar
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    history = fit(toy_model(), *data, cfg, tmp_path / "ck", history_path=tmp_path / "history.tsv")
+    assert rows_seen == [1, 2]
+    written = pd.read_csv(tmp_path / "history.tsv", sep="\t")
+    pd.testing.assert_frame_equal(written, history, check_dtype=False)
+    assert not list(tmp_path.glob("*.tmp"))
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and len(lines) == 2
+    assert lines[1].startswith("epoch 2/2  train loss ") and f"val AUC {history.val_auc[1]:.4f}" in lines[1]
+
+
+def test_fp16_trains_with_loss_scaling_and_resumes_its_scale(data, tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "precision": "fp16"})
+    history = fit(toy_model(), *data, cfg, tmp_path, progress=False)
+    assert history[HISTORY_COLUMNS[1:]].notna().all(axis=None)
+    scale = load_checkpoint(tmp_path / "last.pt")[1]["scaler"]["scale"]
+    assert 0 < scale <= 2.0**16  # the initial scale, halved on overflow
+    resumed = fit(toy_model(), *data, TrainConfig(**{**cfg.__dict__, "epochs": 2}), tmp_path, resume=True,
+                  progress=False)
+    assert len(resumed) == 2
+
+
+def test_deterministic_resume_is_exact_on_every_device(data, device, tmp_path):
+    """Exact on the CPU; on CUDA `deterministic` makes kernels repeatable, checked within 1e-6 (README)."""
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 2, "device": device, "deterministic": True})
+    try:
+        straight = fit(toy_model(), *data, cfg, tmp_path / "straight", progress=False)
+        fit(toy_model(), *data, TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "resumed",
+            progress=False)
+        resumed = fit(toy_model(), *data, cfg, tmp_path / "resumed", resume=True, progress=False)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert straight.val_auc.iloc[-1] > 0.7
+    if device == "cpu":
+        assert resumed.equals(straight)
+    else:
+        np.testing.assert_allclose(resumed.to_numpy(), straight.to_numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_set_threads_keeps_torchrun_one_thread_per_rank(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        assert set_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_world_binds_nccl_to_the_local_gpu(monkeypatch):
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert _world(TrainConfig(device="cuda")) == (1, 2)
+    assert _world(TrainConfig(device="cpu")) == (1, 2)
+    assert calls == [(("nccl",), {"device_id": torch.device("cuda", 1)}), (("gloo",), {})]
+
+
+def test_frozen_encoder_epochs_train_only_the_head(data, tmp_path):
+    model = toy_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "freeze_encoder_epochs": 1})
+    fit(model, *data, cfg, tmp_path, progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("classifier.", "pool.")) for k in changed), changed

@@ -41,3 +41,11 @@ def test_launch_trains_under_torchrun_with_two_processes(dataset, tmp_path):
     assert list(history["epoch"]) == [1, 2, 3] and history["val_auc"].iloc[-1] > 0.8
     model, checkpoint = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert checkpoint["train_config"]["distributed"] and model.config.kmers == (7,)
+
+
+def test_launch_refuses_more_processes_than_gpus(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cuda = TrainConfig(**{**CONFIG.__dict__, "device": "cuda"})
+    with pytest.raises(ValueError, match=r"nproc is 2 but 1 GPU\(s\) are visible"):
+        train_job.launch(2, dataset, MODEL, cuda, tmp_path / "checkpoints")
+    assert not (tmp_path / "checkpoints").exists()

@@ -1,41 +1,47 @@
 """The `seq2epi` command: run | compare | list | predict-region | merge-regions | predict | score-variants."""
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from seq2epi import experiments
+from seq2epi import experiments, parameters, records
 
 
 def _run(args) -> None:
-    root = experiments.project_root()
-    overrides = dict(experiments.parse_override(o) for o in args.param)
-    stages = args.stages.split(",") if args.stages else experiments.STAGES
-    stages = [s if s in experiments.STAGES else _stage_by_prefix(s) for s in stages]
+    root = parameters.project_root()
+    overrides = dict(parameters.parse_override(o) for o in args.param)
+    stages = args.stages.split(",") if args.stages else parameters.STAGES
+    stages = [s if s in parameters.STAGES else _stage_by_prefix(s) for s in stages]
     record = experiments.run_experiment(args.experiment, root, stages, overrides, progress=not args.quiet)
     print(f"record: {record}")
 
 
 def _stage_by_prefix(prefix: str) -> str:
     """Let `--stages 01,02` name stages by their number."""
-    found = [s for s in experiments.STAGES if s.startswith(prefix)]
+    found = [s for s in parameters.STAGES if s.startswith(prefix)]
     if len(found) != 1:
-        raise ValueError(f"unknown stage {prefix!r}; the stages are {', '.join(experiments.STAGES)}")
+        raise ValueError(f"unknown stage {prefix!r}; the stages are {', '.join(parameters.STAGES)}")
     return found[0]
 
 
 def _compare(args) -> None:
-    root = experiments.project_root()
+    root = parameters.project_root()
     record = experiments.run_compare(args.records, args.by, root, args.at_epoch, progress=not args.quiet,
                                      ensemble=args.ensemble)
     print(f"record: {record}")
 
 
 def _list(args) -> None:
-    root = experiments.project_root()
+    root = parameters.project_root()
     names = sorted(p.stem for p in (root / "parameters").glob("*.yaml") if p.stem != "base")
     print("experiments:", " ".join(names))
-    print((experiments.write_index(root / "executed")).read_text())
+    print((records.write_index(root / "executed")).read_text())
+
+
+def _stop(signum, frame) -> None:
+    """SIGTERM ends a run as Ctrl-C does: the record is marked interrupted."""
+    raise KeyboardInterrupt
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -70,7 +76,7 @@ def _predict_region(args) -> None:
     genome = Genome(args.fasta)
     region = parse_region(args.region)
     predictor = partial(predict, model, batch_size=args.batch_size, device=args.device,
-                        rc_average=args.rc_average)
+                        rc_average=args.rc_average, precision=args.precision)
     scores, rows, stats = region_scores(predictor, genome, region, args.window, args.stride, args.vcf,
                                         _names(args.samples), n_targets, het=args.het, missing=args.missing,
                                         chrom_alias=alias)
@@ -156,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     region.add_argument("--stride", type=int, required=True, help="bp between windows (the bin width)")
     region.add_argument("--batch-size", type=int, default=256)
     region.add_argument("--device", default="cpu")
+    region.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="auto: bf16 on sm80+, fp16 on sm70/75, fp32 on CPU")
     region.add_argument("--rc-average", action="store_true", help="average with the reverse complement")
     region.add_argument("--het", default="ref", choices=["ref", "alt", "n"], help="heterozygous calls")
     region.add_argument("--missing", default="ref", choices=["ref", "n"], help="missing calls")
@@ -197,15 +205,26 @@ def main(argv: list[str] | None = None) -> int:
     effect.set_defaults(func=_score_variants)
 
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         args.func(args)
     except experiments.ExperimentError as err:
         print(f"seq2epi: notebook failed: {err.notebook}\n  {err.error}\n  (its HTML render is beside it)",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("seq2epi: interrupted (a run's record is marked interrupted in executed/INDEX.md; continue it "
+              "with -p resume=true)", file=sys.stderr)
+        return 130
+    except PermissionError as err:
+        print(f"seq2epi: cannot write {err.filename}: permission denied (records go to executed/, which must "
+              "be writable)", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as err:
         print(f"seq2epi: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

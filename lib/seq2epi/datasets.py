@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
-import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from seq2epi.sequence import PAD, reverse_complement
+from seq2epi.records import atomic_path
+from seq2epi.sequence import PAD, decode, encode, reverse_complement
 
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
 
@@ -19,34 +21,68 @@ _ARRAYS = ("tokens", "lengths", "labels", "split")
 _SPLITS = ("train", "val", "test")
 
 
-def read_labeled_csv(path) -> pd.DataFrame:
-    """Sequences and 0/1 labels from a CSV with header Sequence,labels or sequence,label."""
+def normalise(seq: str) -> str:
+    """`seq` as the model reads it: upper-case, anything not ACGT as N (sequence.encode's rule)."""
+    return decode(encode(seq))
+
+
+def _csv_rows(path: Path):
+    """(line, cells) of a CSV file, gzip-compressed or not; a byte-order mark is not part of the header."""
+    with open(path, "rb") as f:
+        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError:
+            with opener(path, "rb") as raw:
+                text = raw.read().decode("utf-8", "replace")
+            line = text[:text.index("\ufffd")].count("\n") + 1
+            raise ValueError(f"{path} line {line}: expected UTF-8 text; save the CSV as UTF-8.") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # truncated or corrupt
+            raise ValueError(f"{path}: a damaged gzip file ({err}).") from None
+
+
+def read_labeled_csv(path, min_length: int = 0) -> pd.DataFrame:
+    """Sequences (normalised) and 0/1 labels from a CSV or .csv.gz with header Sequence,labels or
+    sequence,label; the index is each record's line in the file.
+
+    A sequence shorter than `min_length` (the model's largest k-mer) is refused, naming the shortest.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} does not exist")
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        label_col = "label" if "label" in header else "labels"
-        if "sequence" not in header or label_col not in header:
-            raise ValueError(f"{path} line 1: expected a header with columns sequence,label, got {header}.")
-        i_seq, i_label = header.index("sequence"), header.index(label_col)
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            where = f"{path} line {reader.line_num}"
-            if len(row) <= max(i_seq, i_label):
-                raise ValueError(f"{where}: expected {len(header)} columns, got {len(row)}.")
-            seq, label = row[i_seq].strip(), row[i_label].strip()
-            if not seq:
-                raise ValueError(f"{where}: empty sequence.")
-            if label not in ("0", "1", "0.0", "1.0"):
-                raise ValueError(f"{where}: label must be 0 or 1, got {label!r}.")
-            rows.append((seq, int(float(label))))
+    records = _csv_rows(path)
+    header = [h.strip().lower() for h in next(records, (1, []))[1]]
+    label_col = "label" if "label" in header else "labels"
+    if "sequence" not in header or label_col not in header:
+        raise ValueError(f"{path} line 1: expected a header with columns sequence,label, got {header}.")
+    i_seq, i_label = header.index("sequence"), header.index(label_col)
+    rows, lines = [], []
+    for line, row in records:
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{path} line {line}"
+        if len(row) <= max(i_seq, i_label):
+            raise ValueError(f"{where}: expected {len(header)} columns, got {len(row)}.")
+        seq, label = row[i_seq].strip(), row[i_label].strip()
+        if not seq:
+            raise ValueError(f"{where}: empty sequence.")
+        if label not in ("0", "1", "0.0", "1.0"):
+            raise ValueError(f"{where}: label must be 0 or 1, got {label!r}.")
+        rows.append((normalise(seq), int(float(label))))
+        lines.append(line)
     if not rows:
         raise ValueError(f"{path} has a header but no records.")
-    return pd.DataFrame(rows, columns=["sequence", "label"])
+    table = pd.DataFrame(rows, columns=["sequence", "label"], index=pd.Index(lines, name="line"))
+    lengths = table["sequence"].str.len()
+    short = int((lengths < min_length).sum())
+    if short:
+        raise ValueError(f"{path} line {lengths.idxmin()}: its sequence of {lengths.min()} bp is shorter "
+                         f"than the largest k-mer ({min_length} bp), as are {short - 1} other(s); drop them "
+                         f"or use smaller kmers.")
+    return table
 
 
 def random_split(n: int, val_fraction: float, seed: int) -> np.ndarray:
@@ -123,13 +159,8 @@ def save_dataset(path, tokens, lengths, labels, split, **meta) -> None:
     except TypeError as e:
         raise ValueError(f"meta must be JSON-serialisable: {e}.") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def load_dataset(path) -> dict:

@@ -1,10 +1,11 @@
-"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation."""
+"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation;
+calibrate the transformer's probabilities on validation."""
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from seq2epi import baselines, intervals, metrics
+from seq2epi import baselines, calibrate, intervals, metrics
 
 
 def _labelled(part: tuple, target: int) -> tuple:
@@ -111,3 +112,25 @@ def score_track(track: pd.DataFrame, chrom_sizes: dict[str, int], mark: str,
         for split, part in groups:
             results[f"labelled_{split}"] = metrics.binary_metrics(part["label"], part["score"], 0.5)
     return results
+
+
+def _quality(y, p, n_bins: int) -> dict:
+    return {"ece": metrics.ece(y, p, n_bins), "brier": metrics.brier(y, p)}
+
+
+def calibrate_marks(labels: dict, probs: dict, marks: list[str], n_bins: int = 10) -> tuple[np.ndarray, dict]:
+    """Temperatures fitted on the val split, one per mark, and each mark's test ECE and Brier score before
+    and after scaling; `labels` and `probs` map val/test to [n] or [n, marks] arrays (NaN: unlabelled)."""
+    y = {name: np.asarray(labels[name], dtype=float) for name in ("val", "test")}
+    y = {name: v.reshape(len(v), -1) for name, v in y.items()}
+    p = {name: np.asarray(probs[name]).reshape(len(y[name]), -1) for name in ("val", "test")}
+    temperature = calibrate.fit_temperature(p["val"], y["val"])
+    after = calibrate.apply_temperature(p["test"], temperature)
+    report = {}
+    for t, mark in enumerate(marks):
+        known = ~np.isnan(y["test"][:, t])
+        y_test = y["test"][known, t]
+        report[mark] = {"temperature": float(temperature[t]), "n_bins": n_bins,
+                        "before": _quality(y_test, p["test"][known, t], n_bins),
+                        "after": _quality(y_test, after[known, t], n_bins)}
+    return temperature, report

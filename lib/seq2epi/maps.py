@@ -9,9 +9,9 @@ import bioframe
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import leaves_list, linkage
-from tqdm.auto import tqdm
 
 from . import intervals, tiling
+from .progress import bar
 from .sequence import PAD, Genome, N
 from .tracks import MatrixStore
 from .variants import REFERENCE, Variants, check_interval, read_samples, unique_windows, variety_window_blocks
@@ -74,7 +74,7 @@ def map_varieties(predictor: Predictor, genome: Genome, store: MatrixStore, regi
     samples = store.samples[1:] if vcf_path is not None else None
     totals = {"regions": 0, "skipped_done": 0, "total": 0, "distinct": 0}
     todo = regions[["chrom", "start", "end"]].itertuples(index=False)
-    for chrom, start, end in tqdm(todo, total=len(regions), disable=not progress, desc="regions"):
+    for chrom, start, end in bar(todo, "regions", total=len(regions), enabled=progress):
         if store.done(chrom, start, end):
             totals["skipped_done"] += 1
             continue

@@ -1,6 +1,7 @@
-"""Binary classification metrics and the choice of a decision threshold on validation data."""
+"""Binary classification metrics, the choice of a threshold on validation data, and calibration errors."""
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
 
@@ -129,3 +130,33 @@ def per_target(y, p, thresholds=0.5, marks: list[str] | None = None) -> dict[str
             raise ValueError(f"target {mark!r} has no labelled example.")
         out[mark] = binary_metrics(y[known, t], p[known, t], thresholds[t]) | {"n": int(known.sum())}
     return out
+
+
+def reliability_bins(y_true, y_prob, n_bins: int = 10) -> pd.DataFrame:
+    """Equal-width probability bins: lower, upper, count, mean_prob and frac_pos (observed rate) of each."""
+    y_true, y_prob = _check(y_true, y_prob)
+    if n_bins < 1 or ((y_prob < 0) | (y_prob > 1)).any():
+        raise ValueError(f"need n_bins >= 1 and probabilities in [0, 1], got n_bins={n_bins}, "
+                         f"scores from {y_prob.min():.3g} to {y_prob.max():.3g}.")
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, y_prob, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        mean_prob = np.bincount(which, y_prob, n_bins) / count
+        frac_pos = np.bincount(which, y_true, n_bins) / count
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "count": count, "mean_prob": mean_prob,
+                         "frac_pos": frac_pos})
+
+
+def ece(y_true, y_prob, n_bins: int = 10) -> float:
+    """Expected calibration error of P(y = 1): the count-weighted mean |observed rate - mean probability|."""
+    bins = reliability_bins(y_true, y_prob, n_bins)
+    full = bins["count"] > 0
+    gap = (bins["frac_pos"] - bins["mean_prob"]).abs()[full]
+    return float((gap * bins["count"][full]).sum() / bins["count"].sum())
+
+
+def brier(y_true, y_prob) -> float:
+    """Brier score: the mean squared difference between probability and label (0 is perfect)."""
+    y_true, y_prob = _check(y_true, y_prob)
+    return float(np.mean((y_prob - y_true) ** 2))

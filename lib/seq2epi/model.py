@@ -20,6 +20,7 @@ class ModelConfig:
     dropout: float = 0.1
     n_targets: int = 1
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "reference": explicit float32 softmax
+    kmer_features: int = 0  # k > 0: the 1..k-mer spectrum (the k-mer baseline's features) joins the pool
     max_len: int = 5000
 
 
@@ -55,8 +56,10 @@ class KmerAggregate(nn.Module):
         """x [B, L, E], pad [B, L] bool -> ([B, L', E], valid [B, L']); valid: no PAD in the window."""
         x = x.transpose(1, 2)
         out = torch.cat([conv(x) for conv in self.convs], dim=2).transpose(1, 2)
-        touched = [F.max_pool1d(pad.float().unsqueeze(1), k, stride=1).squeeze(1) for k in self.kmers]
-        valid = torch.cat(touched, dim=1) == 0
+        # PAD count of every k-window from a cumulative sum: no length-specialising pooling, so one compiled
+        # graph serves every batch width
+        count = F.pad(pad.int().cumsum(1), (1, 0))
+        valid = torch.cat([count[:, k:] == count[:, :-k] for k in self.kmers], dim=1)
         return self.norm(out), valid
 
 
@@ -89,11 +92,19 @@ class SelfAttention(nn.Module):
         if self.impl == "fast" and not need_weights:  # no mask lets SDPA pick its flash kernel
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
-            scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.size(-1))
-            attn = (scores if mask is None else scores.masked_fill(~mask, float("-inf"))).softmax(dim=-1)
+            out, attn = reference_attention(q, k, v, mask, p)
+            out = out.to(x.dtype)
             weights = attn.mean(dim=1) if need_weights else None
-            out = (F.dropout(attn, p) @ v.float()).to(x.dtype)
         return self.out_proj(out.transpose(1, 2).reshape(B, L, E)), weights
+
+
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                        dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lab's computation in float32 whatever the autocast: (softmax(q k^T / sqrt(d)) v, the weights)."""
+    with torch.autocast(q.device.type, enabled=False):  # matmul is on autocast's lower-precision list
+        scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.size(-1))
+        attn = (scores if mask is None else scores.masked_fill(~mask, float("-inf"))).softmax(dim=-1)
+        return F.dropout(attn, dropout) @ v.float(), attn
 
 
 class EncoderLayer(nn.Module):
@@ -116,7 +127,7 @@ class EncoderLayer(nn.Module):
         return x, weights
 
 
-# ---- pooling and model ----
+# ---- pooling, k-mer spectrum and model ----
 
 class GeM(nn.Module):
     """Generalised-mean pooling over valid positions, with a learnable exponent p."""
@@ -133,10 +144,42 @@ class GeM(nn.Module):
         return mean.pow(1.0 / self.p)
 
 
-@torch.compiler.disable  # a host sync: torch.compile breaks the graph here quietly
+class KmerSpectrum(nn.Module):
+    """Frequencies of every 1..k_max-mer of ACGT per sequence (k-mers with N or PAD not counted), as
+    baselines.kmer_spectrum computes them, standardised by batch statistics (running ones in eval)."""
+
+    def __init__(self, k_max: int):
+        super().__init__()
+        self.k_max = k_max
+        self.size = sum(4**k for k in range(1, k_max + 1))
+        self.norm = nn.BatchNorm1d(self.size, affine=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> [B, size]."""
+        valid = tokens < 4
+        base = tokens.masked_fill(~valid, 0)
+        blocks = []
+        for k in range(1, self.k_max + 1):
+            width = tokens.size(1) - k + 1
+            code = torch.zeros_like(base[:, :width])
+            ok = torch.ones_like(valid[:, :width])
+            for j in range(k):
+                code = code * 4 + base[:, j : j + width]
+                ok = ok & valid[:, j : j + width]
+            counts = torch.zeros(tokens.size(0), 4**k, device=tokens.device).scatter_add_(1, code, ok.float())
+            blocks.append(counts / counts.sum(1, keepdim=True).clamp(min=1))
+        return self.norm(torch.cat(blocks, dim=1))
+
+
+@torch.compiler.disable  # a host sync: only for direct calls, which do not say whether the batch is padded
 def _shortest(pad: torch.Tensor) -> int:
     """Fewest non-PAD tokens in a row."""
     return int((~pad).sum(1).min())
+
+
+def is_padded(tokens: torch.Tensor) -> bool:
+    """Whether a batch holds any PAD: computed where the tokens are, so call it on the host copy."""
+    return bool((tokens == PAD).any())
 
 
 class NucleicTransformer(nn.Module):
@@ -153,30 +196,53 @@ class NucleicTransformer(nn.Module):
             for _ in range(config.nlayers)
         )
         self.pool = GeM()
-        self.classifier = nn.Linear(config.ninp, config.n_targets)
+        self.spectrum = KmerSpectrum(config.kmer_features) if config.kmer_features else None
+        features = config.ninp + (self.spectrum.size if self.spectrum is not None else 0)
+        self.classifier = nn.Linear(features, config.n_targets)
 
-    def forward(self, tokens: torch.Tensor, return_attention: bool = False):
-        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged)."""
+    def encoder_parameters(self):
+        """What pretraining learns: the embedding, k-mer convolutions and encoder layers (not the head)."""
+        for part in (self.encoder, self.k_mer_aggregate, self.layers):
+            yield from part.parameters()
+
+    def encode(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
+        """Per-position outputs [B, L', E] (the k-mer windows of every k, concatenated; zero where a window
+        touches PAD) and valid [B, L']; with return_attention also weights [B, nlayers, L', L'].
+
+        `padded`: whether the batch holds PAD (`is_padded` of the host copy). Callers that know it (train,
+        predict) pass it and have checked every sequence against the largest k-mer; None (a direct call)
+        checks here, at the cost of a host sync.
+        """
         kmax = max(self.config.kmers)
         if tokens.dim() != 2 or not kmax <= tokens.size(1) <= self.config.max_len:
             raise ValueError(f"Expected tokens [batch, length] with {kmax} <= length <= "
                              f"{self.config.max_len}, got shape {tuple(tokens.shape)}.")
         pad = tokens == PAD
-        shortest = _shortest(pad)
-        if shortest < kmax:
-            raise ValueError(
-                f"A sequence has {shortest} non-PAD tokens, shorter than the largest k-mer ({kmax})."
-            )
+        if padded is None:
+            shortest = _shortest(pad)
+            if shortest < kmax:
+                raise ValueError(
+                    f"A sequence has {shortest} non-PAD tokens, shorter than the largest k-mer ({kmax})."
+                )
+            padded = shortest < tokens.size(1)
         x = self.pos_encoder(self.encoder(tokens))
         x, valid = self.k_mer_aggregate(x, pad)
-        unpadded = shortest == tokens.size(1)  # then every position is valid and masks are skipped
-        if not unpadded:
+        if padded:  # else every position is valid and masks are skipped
             x = x * valid.unsqueeze(-1)
         weights = []
         for layer in self.layers:
-            x, w = layer(x, None if unpadded else valid, return_attention)
+            x, w = layer(x, valid if padded else None, return_attention)
             weights.append(w)
-        if not unpadded:
+        if padded:
             x = x * valid.unsqueeze(-1)
-        logits = self.classifier(self.pool(x, valid))
-        return (logits, torch.stack(weights, dim=1)) if return_attention else logits
+        return (x, valid, torch.stack(weights, dim=1)) if return_attention else (x, valid)
+
+    def forward(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
+        """Logits [B, n_targets]; with return_attention also weights [B, nlayers, L', L'] (head-averaged);
+        `padded` as in `encode`."""
+        x, valid, *weights = self.encode(tokens, return_attention, padded)
+        pooled = self.pool(x, valid)
+        if self.spectrum is not None:
+            pooled = torch.cat([pooled, self.spectrum(tokens)], dim=1)
+        logits = self.classifier(pooled)
+        return (logits, weights[0]) if return_attention else logits

@@ -13,7 +13,7 @@ from matplotlib.patches import FancyArrow
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from seq2epi import maps
+from seq2epi import maps, metrics
 
 MAX_GENE_NAMES = 12  # gene names are written only when at most this many genes are in view
 
@@ -130,6 +130,25 @@ def plot_confusion(metrics: dict) -> Figure:
         ax.set(xlabel="predicted label", ylabel="true label")
         ax.tick_params(length=0)
         ax.tick_params(axis="y", labelrotation=0)
+    return fig
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> Figure:
+    """Reliability diagram: observed positive rate against mean probability per bin, one line per
+    {name: (y_true, y_prob)} with its ECE and Brier score, and the windows per bin below."""
+    with _style():
+        fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.2), height_ratios=(3, 1), sharex=True,
+                                       layout="constrained")
+        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
+        for name, (y, p) in curves.items():
+            bins = metrics.reliability_bins(y, p, n_bins)
+            label = f"{name} (ECE {metrics.ece(y, p, n_bins):.3f}, Brier {metrics.brier(y, p):.3f})"
+            line = ax.plot(bins["mean_prob"], bins["frac_pos"], marker="o", ms=4, label=label)[0]
+            hist.stairs(bins["count"], np.r_[bins["lower"], 1.0], color=line.get_color())
+        ax.set(ylabel="observed positive rate", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left", frameon=False, fontsize="small")
+        hist.set(xlabel="predicted probability", ylabel="windows")
+        sns.despine(fig)
     return fig
 
 
@@ -404,4 +423,22 @@ def plot_genome_overview(scores: np.ndarray, bins: pd.DataFrame, samples: list[s
         _label_rows(axes[0, 0], np.asarray(samples, dtype=object)[order])
         fig.colorbar(im, ax=axes[0], label="P(mark)", pad=0.01)
         fig.supxlabel(f"position (Mb), mean of {bin_size:,} bp blocks", fontsize="small")
+    return fig
+
+
+def plot_pretraining(history: pd.DataFrame) -> Figure:
+    """Masked-token loss (train, validation) and validation accuracy per epoch of pretraining."""
+    _require(history, ["epoch", "train_loss", "val_loss", "val_acc"], "pretraining history")
+    with _style():
+        fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5), layout="constrained")
+        for col in ("train_loss", "val_loss"):
+            loss.plot(history["epoch"], history[col], marker="o", markersize=4, label=col)
+        acc.plot(history["epoch"], history["val_acc"], marker="o", markersize=4, color="C2")
+        acc.axhline(0.25, color="0.5", ls="--", lw=1, label="chance")
+        loss.set(xlabel="epoch", ylabel="masked-token loss")
+        acc.set(xlabel="epoch", ylabel="val masked-token accuracy")
+        for ax in (loss, acc):
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.legend(frameon=False, fontsize="small")
+        sns.despine(fig)
     return fig

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from tqdm.auto import tqdm
 
 from . import prepare, tiling
-from .sequence import Genome, N, reverse_complement
+from .precision import autocast, resolve_precision
+from .progress import bar, meter
+from .sequence import PAD, Genome, N, reverse_complement
 
 
 def predict(
@@ -24,11 +25,12 @@ def predict(
     device: str | torch.device = "cpu",
     rc_average: bool = False,
     progress: bool = False,
-    amp: bool | None = None,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Sigmoid probabilities float32 [n] (one target) or [n, n_targets] for padded uint8 tokens [n, L].
 
-    batch_size 0 or "auto" sizes batches from free GPU memory; amp None is bfloat16 autocast on CUDA only.
+    batch_size 0 or "auto" sizes batches from free GPU memory; precision as in precision.resolve_precision
+    (auto: bfloat16 on sm80+ GPUs, float16 on sm70/75, fp32 on the CPU).
     """
     tokens = np.asarray(tokens, dtype=np.uint8)
     if tokens.ndim != 2:
@@ -37,19 +39,24 @@ def predict(
     lengths = np.full(n, width, np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
     if lengths.shape != (n,):
         raise ValueError(f"lengths must have shape ({n},) to match tokens, got {lengths.shape}.")
+    kmax = max(model.config.kmers)
+    if n and lengths.min() < kmax:  # checked here, on the host: the model's own check would sync every batch
+        i = int(lengths.argmin())
+        raise ValueError(f"Sequence {i} has {lengths[i]} bp, shorter than the largest k-mer ({kmax}).")
     device = torch.device(device)
+    dtype = resolve_precision(precision, device)
     model = model.to(device).eval()
-    batch_size = _resolve_batch_size(model, batch_size, width, device, amp)
+    batch_size = _resolve_batch_size(model, batch_size, width, device, precision)
     order = np.argsort(lengths, kind="stable")
     parts = []  # probabilities stay on the device until the end: no host sync per batch
     with torch.inference_mode():
-        for i in tqdm(range(0, n, batch_size), disable=not progress, desc="predict"):
+        for i in bar(range(0, n, batch_size), "predict", enabled=progress):
             idx = order[i : i + batch_size]
             lens = lengths[idx]
             batch = tokens[idx, : lens.max()]
-            probs = _probs(model, batch, device, amp)
+            probs = _probs(model, batch, device, dtype)
             if rc_average:
-                probs = (probs + _probs(model, reverse_complement(batch, lens), device, amp)) / 2
+                probs = (probs + _probs(model, reverse_complement(batch, lens), device, dtype)) / 2
             parts.append(probs)
     if not parts:
         return np.empty(0, np.float32)
@@ -63,49 +70,72 @@ def auto_batch_size(
     length: int,
     device: str | torch.device = "cpu",
     default: int = 256,
-    amp: bool | None = None,
+    precision: str = "auto",
     fraction: float = 0.8,
     limit: int = 8192,
 ) -> int:
     """Inference batch size for windows of `length` filling `fraction` of free GPU memory; `default` off CUDA.
 
-    The memory of one window is measured on a probe batch (this resets CUDA's peak-memory statistics).
+    The model must be on the device. The memory of one window is measured on a probe batch with PAD, so the
+    masked attention of padded batches is what is sized (this resets CUDA's peak-memory statistics); the
+    estimate is then tried, and a probe or a try that runs out of memory is halved and retried.
     """
     device = torch.device(device)
     if device.type != "cuda":
         return default
+    model.eval()
+    dtype = resolve_precision(precision, device)
     probe = 32
-    model = model.to(device).eval()
+    while True:
+        try:
+            per_window = max(_peak_bytes(model, probe, length, device, dtype), 1) / probe
+            break
+        except torch.cuda.OutOfMemoryError:
+            if probe == 1:
+                raise
+            probe //= 2
+            torch.cuda.empty_cache()
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) \
+        - torch.cuda.memory_allocated(device)
+    batch = int(min(limit, max(probe, fraction * free // per_window)))
+    while batch > probe:
+        try:
+            _peak_bytes(model, batch, length, device, dtype)
+            return batch
+        except torch.cuda.OutOfMemoryError:
+            batch //= 2
+            torch.cuda.empty_cache()
+    return probe
+
+
+def _peak_bytes(model: torch.nn.Module, n: int, length: int, device: torch.device, dtype) -> int:
+    """Peak CUDA memory of one inference forward on n windows of `length`, each ending in a PAD."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    with torch.inference_mode(), _autocast(device, amp):
-        model(torch.zeros(probe, length, dtype=torch.long, device=device))
-    per_window = max(torch.cuda.max_memory_allocated(device) - before, 1) / probe
-    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - before
-    return int(min(limit, max(1, fraction * free // per_window)))
+    tokens = torch.zeros(n, length, dtype=torch.long, device=device)
+    tokens[:, -1] = PAD
+    with torch.inference_mode(), autocast(device, dtype):
+        model(tokens, padded=True)
+    return torch.cuda.max_memory_allocated(device) - before
 
 
-def _resolve_batch_size(model, batch_size: int | str, length: int, device: torch.device, amp) -> int:
+def _resolve_batch_size(model, batch_size: int | str, length: int, device: torch.device,
+                        precision: str) -> int:
     if batch_size in (0, "auto"):
-        return auto_batch_size(model, length, device, amp=amp)
+        return auto_batch_size(model.to(device), length, device, precision=precision)
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, 0 or 'auto', got {batch_size!r}.")
     return int(batch_size)
 
 
-def _autocast(device: torch.device, amp: bool | None) -> torch.autocast:
-    """bfloat16 autocast when amp, or on CUDA when amp is None."""
-    enabled = device.type == "cuda" if amp is None else amp
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, amp: bool | None) -> torch.Tensor:
+def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, dtype) -> torch.Tensor:
+    padded = bool((batch == PAD).any())  # on the host: no sync in the forward
     x = torch.from_numpy(np.ascontiguousarray(batch))
     if device.type == "cuda":
         x = x.pin_memory()
-    with _autocast(device, amp):
-        return torch.sigmoid(model(x.to(device, non_blocking=True).long()).float())
+    with autocast(device, dtype):
+        return torch.sigmoid(model(x.to(device, non_blocking=True).long(), padded=padded).float())
 
 
 class GenomeInputs(NamedTuple):
@@ -165,8 +195,8 @@ def predict_genome(
     todo = tiling.clip_regions(sizes, window, regions)
     chunk = max(1, chunk_bytes // window)
     parts = []
-    bar = tqdm(total=sum(tiling.n_windows(e - s, window, stride) for _, s, e in todo), disable=not progress,
-               desc="windows", unit="win")
+    total = sum(tiling.n_windows(e - s, window, stride) for _, s, e in todo)
+    shown = meter(total, "windows", enabled=progress, unit="win")
     for chrom, start, end in todo:
         tokens = genome.tokens(chrom, start, end)
         windows = sliding_window_view(tokens, window)[::stride]
@@ -177,11 +207,11 @@ def predict_genome(
             if keep.size:
                 probs = predictor(block[keep], None)
                 scores[i + keep] = probs if probs.ndim == 1 else probs[:, target]
-            bar.update(len(block))
+            shown.update(len(block))
         bins = tiling.centred_bins(chrom, tiling.window_starts(start, end, window, stride), window, stride,
                                    sizes[chrom])
         parts.append(bins.assign(score=scores)[~np.isnan(scores)])
-    bar.close()
+    shown.close()
     if not parts:
         return _empty("chrom", "start", "end", "score")
     order = {c: i for i, c in enumerate(sizes)}

@@ -11,8 +11,17 @@ from seq2epi import datasets, intervals, sequence
 SAMPLE_COLUMNS = ("variety", "mark", "fasta", "peaks")
 
 
-def _subsample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    return frame if not n or len(frame) <= n else frame.sample(n=n, random_state=seed).sort_index()
+def _subsample(frame: pd.DataFrame, n: int, seed: int, cuts: list[str], what: str) -> pd.DataFrame:
+    """A seeded subsample of at most `n` rows (0: all); a cut is told in `cuts`."""
+    if not n or len(frame) <= n:
+        return frame
+    cuts.append(f"{what}: {n} of {len(frame)} kept")
+    return frame.sample(n=n, random_state=seed).sort_index()
+
+
+def _check_crop(crop_length: int, min_length: int) -> None:
+    if 0 < crop_length < min_length:
+        raise ValueError(f"crop_length {crop_length} bp is shorter than the largest k-mer ({min_length} bp).")
 
 
 def label_balance(labels: np.ndarray, split: np.ndarray, marks: list[str] | None = None) -> pd.DataFrame:
@@ -49,8 +58,8 @@ def centre_crop(seqs, crop_length: int) -> list[str]:
 def sequences_in(windows: pd.DataFrame, fasta: Path) -> set[str]:
     """The reference sequences of windows (chrom, start, end), to keep them out of training."""
     genome = sequence.Genome(fasta)
-    return {genome.fetch(c, s, e) for c, s, e in zip(windows["chrom"], windows["start"], windows["end"],
-                                                      strict=True)}
+    spans = zip(windows["chrom"], windows["start"], windows["end"], strict=True)
+    return {datasets.normalise(genome.fetch(c, s, e)) for c, s, e in spans}
 
 
 def _drop_excluded(train: pd.DataFrame, exclude: set[str], where: Path) -> pd.DataFrame:
@@ -61,17 +70,25 @@ def _drop_excluded(train: pd.DataFrame, exclude: set[str], where: Path) -> pd.Da
 
 
 def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0,
-             crop_length: int = 0, exclude: set[str] = frozenset(), val_split: str = "overlap") -> dict:
+             crop_length: int = 0, exclude: set[str] = frozenset(), val_split: str = "overlap",
+             max_test_sequences: int = 0, min_length: int = 0) -> dict:
     """The lab's format: train and test CSV files; validation carved from train by a seeded split
     (datasets.validation_split: whole groups of overlapping sequences, or random rows).
 
-    Train sequences in `exclude` are held out; sequences are centre-cropped to `crop_length` when set.
-    Also returns `duplicates` (test sequences also in train), `overlapping` (test sequences sharing a 31-mer
-    with a train sequence, duplicates included) and `balance` (label_balance), warning on each.
+    Sequences are compared as the model reads them (datasets.normalise). Train sequences in `exclude` are held
+    out; sequences are centre-cropped to `crop_length` when set; `max_sequences` cuts the training file and
+    `max_test_sequences` the test file (0: all; `cuts` tells each cut); a sequence shorter than `min_length`
+    (the largest k-mer) is refused. Also returns `duplicates` (test sequences also in train), `overlapping`
+    (test sequences sharing a 31-mer with a train sequence, duplicates included) and `balance`
+    (label_balance), warning on each.
     """
-    train = _subsample(datasets.read_labeled_csv(train_csv), max_sequences, seed)
+    _check_crop(crop_length, min_length)
+    cuts = []
+    train = datasets.read_labeled_csv(train_csv, min_length)
+    train = _subsample(train, max_sequences, seed, cuts, f"{train_csv} (max_sequences)")
     train = _drop_excluded(train, exclude, train_csv)
-    test = _subsample(datasets.read_labeled_csv(test_csv), max_sequences, seed)
+    test = datasets.read_labeled_csv(test_csv, min_length)
+    test = _subsample(test, max_test_sequences, seed, cuts, f"{test_csv} (max_test_sequences)")
     shared = len(set(train["sequence"]) & set(test["sequence"]))
     if shared:
         warnings.warn(f"{shared} sequences of {test_csv} also occur in {train_csv}: train/test leakage",
@@ -88,37 +105,41 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     labels = np.concatenate([train["label"], test["label"]]).astype(np.float32)
     table = pd.DataFrame({"source": [str(train_csv)] * len(train) + [str(test_csv)] * len(test),
-                          "row": list(train.index) + list(test.index), "length": lengths,
+                          "line": list(train.index) + list(test.index), "length": lengths,
                           "label": labels.astype(int), "split": split})
     balance = label_balance(labels, split, ["label"])
     _warn_imbalance(balance, str(test_csv))
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
-            "duplicates": shared, "overlapping": overlapping, "balance": balance}
+            "duplicates": shared, "overlapping": overlapping, "balance": balance, "cuts": cuts}
 
 
 def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_fraction: float, seed: int,
                    max_sequences: int = 0, crop_length: int = 0, exclude: set[str] = frozenset(),
-                   val_split: str = "overlap") -> dict:
+                   val_split: str = "overlap", max_test_sequences: int = 0, min_length: int = 0) -> dict:
     """Several marks' CSV files as one multi-task dataset: labels [n, n_marks], NaN where a sequence is not
     labelled for a mark; identical sequences are merged (all their labels kept), marks in `train_csvs` order.
 
-    A sequence in a test file and a train file stays in test only (a warning gives the count).
+    A sequence in a test file and a train file stays in test only (a warning gives the count); the other
+    arguments and `cuts` are from_csv's.
     """
     marks = list(train_csvs)
     if set(test_csvs) != set(marks):
         raise ValueError(f"train and test CSV files must name the same marks, got {marks} and "
                          f"{list(test_csvs)}.")
-    parts = {}
-    for part, files in (("train", train_csvs), ("test", test_csvs)):
+    _check_crop(crop_length, min_length)
+    parts, cuts = {}, []
+    for part, files, limit, key in (("train", train_csvs, max_sequences, "max_sequences"),
+                                    ("test", test_csvs, max_test_sequences, "max_test_sequences")):
         labels: dict[str, dict[int, int]] = {}
         for t, mark in enumerate(marks):
-            frame = _subsample(datasets.read_labeled_csv(files[mark]), max_sequences, seed)
+            frame = datasets.read_labeled_csv(files[mark], min_length)
+            frame = _subsample(frame, limit, seed, cuts, f"{files[mark]} ({key})")
             if part == "train":
                 frame = _drop_excluded(frame, exclude, files[mark])
             for row, seq, label in zip(frame.index, frame["sequence"], frame["label"], strict=True):
                 known = labels.setdefault(seq, {})
                 if known.get(t, label) != label:
-                    raise ValueError(f"{files[mark]} record {row + 1}: the sequence is labelled both 0 and 1 "
+                    raise ValueError(f"{files[mark]} line {row}: the sequence is labelled both 0 and 1 "
                                      f"for {mark}.")
                 known[t] = label
         parts[part] = labels
@@ -139,7 +160,7 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
     _warn_imbalance(balance, "the test CSV files")
     table = pd.DataFrame({"length": lengths, "split": split, "n_marks": (~np.isnan(labels)).sum(1)})
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
-            "marks": marks, "balance": balance}
+            "marks": marks, "balance": balance, "cuts": cuts}
 
 
 def _sample_table(sheet: pd.DataFrame, base: Path, where: str) -> pd.DataFrame:
@@ -166,7 +187,7 @@ def sample_rows(samples: list[dict], data_dir: Path) -> pd.DataFrame:
 def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negatives_per_positive: float,
                 val_chroms: list[str], test_chroms: list[str], seed: int, max_sequences: int = 0,
                 max_n_fraction: float = 0.1, background: str = "random",
-                exclude_bed: Path | None = None) -> dict:
+                exclude_bed: Path | None = None, max_test_sequences: int = 0, min_length: int = 0) -> dict:
     """Windows centred on the mark's peak summits (label 1) and windows off any peak (label 0), per variety;
     windows with more than `max_n_fraction` N are rejected, and the split holds out the chromosomes or
     chrom:start-end regions of `val_chroms` and `test_chroms` (intervals.split_by_region).
@@ -176,8 +197,12 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
 
     background "random" draws negatives uniformly off the peaks, "gc_matched" matches the positives' GC
     histogram; windows overlapping `exclude_bed` are neither positives nor negatives (`excluded` counts the
-    positives dropped).
+    positives dropped). `max_sequences` cuts the training and validation windows, `max_test_sequences` the
+    test windows (0: all; `cuts` tells each cut); a window shorter than `min_length` (the largest k-mer) is
+    refused.
     """
+    if window < min_length:
+        raise ValueError(f"window {window} bp is shorter than the largest k-mer ({min_length} bp).")
     if not val_chroms or not test_chroms:
         raise ValueError("genome mode needs val_chroms and test_chroms: the chromosomes or regions held out "
                          "for validation and test")
@@ -226,7 +251,13 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
         table = table[~n_rich].reset_index(drop=True)
         tokens = [t for t, bad in zip(tokens, n_rich, strict=True) if not bad]
     table["split"] = intervals.split_by_region(table, list(val_chroms), list(test_chroms))
-    keep = np.concatenate([_subsample(part, max_sequences, seed).index for _, part in table.groupby("split")])
+    cuts, keep = [], []
+    limits = {"train": ("max_sequences", max_sequences), "val": ("max_sequences", max_sequences),
+              "test": ("max_test_sequences", max_test_sequences)}
+    for name, part in table.groupby("split"):
+        key, limit = limits[name]
+        keep.append(_subsample(part, limit, seed, cuts, f"{name} windows ({key})").index)
+    keep = np.concatenate(keep)
     keep.sort()
     table = table.loc[keep].reset_index(drop=True)
     token_array, lengths = sequence.pad_batch([tokens[i] for i in keep], window)
@@ -234,4 +265,4 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
     labels = table["label"].to_numpy(np.float32)
     split = table["split"].to_numpy()
     return {"tokens": token_array, "lengths": lengths, "labels": labels, "split": split, "table": table,
-            "excluded": excluded, "balance": label_balance(labels, split, [mark])}
+            "excluded": excluded, "balance": label_balance(labels, split, [mark]), "cuts": cuts}

@@ -28,15 +28,15 @@ import pysam
 import torch
 import yaml
 from numpy.lib.stride_tricks import sliding_window_view
-from tqdm.auto import tqdm
 
-from . import experiments, metrics, predict, tiling, train
+from . import calibrate, metrics, parameters, predict, records, tiling, train
 from .model import ModelConfig, NucleicTransformer
+from .progress import meter
 from .sequence import PAD, Genome, N, encode
 from .variants import Site, Variants, check_interval, is_symbolic, sample_windows, sites, unique_windows
 
 CHECKPOINT = Path("artifacts") / "checkpoints" / "best.pt"
-CALIBRATION = "calibration.json"  # calibrate.FILENAME, beside best.pt
+CALIBRATION = calibrate.FILENAME  # beside best.pt
 Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n, L], lengths [n]) -> probs
 
 
@@ -52,7 +52,7 @@ def find_record(name: str | os.PathLike) -> Path:
     workbook's executed/."""
     if Path(name).is_dir():
         return Path(name)
-    return experiments.find_record(experiments.project_root() / "executed", str(name))
+    return records.find_record(parameters.project_root() / "executed", str(name))
 
 
 @dataclass
@@ -79,8 +79,6 @@ class Scorer:
         raw = partial(predict.predict, self.model, batch_size=batch_size, device=device,
                       rc_average=self.rc_average)
         if self.temperature is not None:
-            from . import calibrate
-
             raw = calibrate.calibrated(raw, self.temperature)
         return lambda tokens, lengths=None: np.asarray(raw(tokens, lengths)).reshape(len(tokens), -1)
 
@@ -140,8 +138,6 @@ def load_scorer(record: str | os.PathLike, device: str = "cpu") -> Scorer:
     thresholds = np.array([_threshold(found, m, metrics_path) for m in marks])
     temperature = None
     if (checkpoint.parent / CALIBRATION).exists():
-        from . import calibrate
-
         calibration = calibrate.load(checkpoint.parent / CALIBRATION)
         if list(calibration["marks"]) != marks:
             raise ValueError(f"{checkpoint.parent / CALIBRATION} calibrates marks {calibration['marks']}, "
@@ -404,31 +400,20 @@ def _done(pending: list[_Pending], marks: list[str], thresholds: np.ndarray, per
     yield table, windows
 
 
-class _Table:
-    """A TSV written in parts under a temporary name and renamed once complete (gzip when named .gz)."""
+@contextlib.contextmanager
+def _table(path) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """A writer of a TSV in parts (gzip when named .gz), the file appearing only when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with records.atomic_path(path) as tmp, (gzip.open(tmp, "wt") if path.suffix == ".gz" else
+                                            open(tmp, "w")) as handle:
+        header = [True]
 
-    def __init__(self, path):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.handle = None
+        def write(frame: pd.DataFrame) -> None:
+            frame.to_csv(handle, sep="\t", index=False, header=header[0], float_format="%.6g")
+            header[0] = False
 
-    def write(self, frame: pd.DataFrame) -> None:
-        header = self.handle is None
-        if header:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = gzip.open(self.tmp, "wt") if self.path.suffix == ".gz" else open(self.tmp, "w")
-        frame.to_csv(self.handle, sep="\t", index=False, header=header, float_format="%.6g")
-
-    def __enter__(self) -> _Table:
-        return self
-
-    def __exit__(self, kind, *_) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            if kind is None:
-                os.replace(self.tmp, self.path)
-            else:
-                self.tmp.unlink(missing_ok=True)
+        yield write
 
 
 def labelled_metrics(labels, probs, thresholds, marks: list[str], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -454,15 +439,16 @@ def predict_file(scorer: Scorer, source, out, fasta=None, per_window=None, batch
     `per_window`). Returns the counts, and for labelled input the metrics per mark (labelled_metrics)."""
     predictor = scorer.predictor(batch_size, device)
     entries = read_sequences(source, fasta)
-    bar = tqdm(desc="sequences", unit="seq", disable=not progress)
+    bar = meter(None, "sequences", enabled=progress, unit="seq")
     labels, probs, unscored, n, n_unscored = [], [], [], 0, 0
     scored = score_sequences(predictor, entries, scorer.marks, scorer.thresholds, scorer.window,
                              scorer.stride, scorer.min_length, max_n_fraction, chunk, per_window is not None)
-    with _Table(out) as table, _Table(per_window) if per_window else contextlib.nullcontext() as windows:
+    windows = _table(per_window) if per_window else contextlib.nullcontext()
+    with _table(out) as write, windows as write_windows:
         for rows, frames in scored:
-            table.write(rows)
-            if windows is not None:
-                windows.write(frames)
+            write(rows)
+            if write_windows is not None:
+                write_windows(frames)
             n += len(rows)
             bar.update(len(rows))
             empty = rows.loc[rows["windows"] == 0, "id"]
@@ -664,6 +650,17 @@ _INFO = {"REF": "probability of the reference window centred on the variant",
          "TILED": "ALT - REF of the genome track window (holding the variant) where it is largest in size"}
 
 
+def _add_info(vcf: cyvcf2.VCF, scorer: Scorer, tiled: bool) -> None:
+    """Declare the INFO fields _annotate writes in the VCF's header."""
+    for mark in scorer.marks:
+        for what, text in _INFO.items():
+            if what != "TILED" or tiled:
+                vcf.add_info_to_header({"ID": _info_id(mark, what), "Number": "A", "Type": "Float",
+                                        "Description": f"seq2epi {scorer.record.name} {mark}: {text}"})
+    vcf.add_info_to_header({"ID": "S2E_SKIPPED", "Number": "A", "Type": "String",
+                            "Description": "seq2epi: why an ALT was not scored"})
+
+
 def _annotate(record: cyvcf2.Variant, scores: list[VariantScore], marks: list[str], tiled: bool) -> None:
     def text(values) -> str:
         return ",".join("." if np.isnan(v) else f"{v:.4g}" for v in values)
@@ -691,43 +688,32 @@ def score_vcf(scorer: Scorer, vcf_path, fasta, out, region: tuple[str, int, int]
     vcf = cyvcf2.VCF(str(vcf_path)) if Path(vcf_path).is_file() else None
     if vcf is None:
         raise FileNotFoundError(f"VCF file {vcf_path} does not exist.")
-    writer = tmp_vcf = None
-    if out_vcf is not None:
-        for mark in scorer.marks:
-            for what, text in _INFO.items():
-                if what != "TILED" or tiled:
-                    vcf.add_info_to_header({"ID": _info_id(mark, what), "Number": "A", "Type": "Float",
-                                            "Description": f"seq2epi {scorer.record.name} {mark}: {text}"})
-        vcf.add_info_to_header({"ID": "S2E_SKIPPED", "Number": "A", "Type": "String",
-                                "Description": "seq2epi: why an ALT was not scored"})
-        tmp_vcf = Path(out_vcf).with_name(Path(out_vcf).name.removesuffix(".gz") + ".tmp.gz")
-        writer = cyvcf2.Writer(str(tmp_vcf), vcf, mode="wz")
-    counts = {"records": 0, "variants": 0, "scored": 0, "repeats": 0}
-    bar = tqdm(desc="variants", unit="site", disable=not progress)
-    try:
-        with _Table(out) as table:
-            table.write(variant_rows([], scorer.marks, tiled))
-            for scored in score_variants(predictor, genome, sites(vcf_path, genome, region, chrom_alias, vcf),
-                                         len(scorer.marks), scorer.window, scorer.stride, tiled,
-                                         scorer.min_length, max_n_fraction, chunk):
-                table.write(variant_rows(scored, scorer.marks, tiled))
-                for site, scores in scored:
-                    counts["records"] += 1
-                    for s in scores:
-                        counts["repeats" if s.repeat else "variants"] += 1
-                        if not s.repeat:
-                            key = s.reason or "scored"
-                            counts[key] = counts.get(key, 0) + 1
-                    if writer is not None:
-                        _annotate(site.record, scores, scorer.marks, tiled)
-                        writer.write_record(site.record)
-                bar.update(len(scored))
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if out_vcf is not None:
+            _add_info(vcf, scorer, tiled)
+            tmp_vcf = stack.enter_context(records.atomic_path(out_vcf))
+            writer = cyvcf2.Writer(str(tmp_vcf), vcf, mode="wz")
+        write = stack.enter_context(_table(out))
+        bar = stack.enter_context(meter(None, "variants", enabled=progress, unit="site"))
+        counts = {"records": 0, "variants": 0, "scored": 0, "repeats": 0}
+        write(variant_rows([], scorer.marks, tiled))
+        found = sites(vcf_path, genome, region, chrom_alias, vcf)
+        for scored in score_variants(predictor, genome, found, len(scorer.marks), scorer.window,
+                                     scorer.stride, tiled, scorer.min_length, max_n_fraction, chunk):
+            write(variant_rows(scored, scorer.marks, tiled))
+            for site, scores in scored:
+                counts["records"] += 1
+                for s in scores:
+                    counts["repeats" if s.repeat else "variants"] += 1
+                    if not s.repeat:
+                        counts[s.reason or "scored"] = counts.get(s.reason or "scored", 0) + 1
+                if writer is not None:
+                    _annotate(site.record, scores, scorer.marks, tiled)
+                    writer.write_record(site.record)
+            bar.update(len(scored))
         if writer is not None:
             writer.close()
-    if writer is not None:
-        pysam.tabix_index(str(tmp_vcf), preset="vcf", force=True)
-        os.replace(f"{tmp_vcf}.tbi", f"{out_vcf}.tbi")
-        os.replace(tmp_vcf, out_vcf)
+            pysam.tabix_index(str(tmp_vcf), preset="vcf", force=True)
+            os.replace(f"{tmp_vcf}.tbi", f"{out_vcf}.tbi")
     return counts

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +149,28 @@ class Genome:
     def tokens(self, chrom: str, start: int, end: int) -> np.ndarray:
         """Tokens of chrom:[start, end)."""
         return encode(self.fetch(chrom, start, end))
+
+
+def iter_fasta(path) -> Iterator[tuple[str, str]]:
+    """(name, sequence) of each record of a FASTA file (plain, gzip or bgzip), case kept: lower case is a
+    soft-masked repeat. One record is held in memory at a time."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FASTA file {path} does not exist")
+    with open(path, "rb") as f:
+        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+    name, lines = None, []
+    with opener(path, "rt") as f:
+        for number, line in enumerate(f, 1):
+            if line.startswith(">"):
+                if name is not None:
+                    yield name, "".join(lines)
+                name, lines = line[1:].split(maxsplit=1)[0] if line[1:].strip() else "", []
+                if not name:
+                    raise ValueError(f"{path} line {number}: a '>' header without a name.")
+            elif name is None and line.strip():
+                raise ValueError(f"{path} line {number}: sequence before the first '>' header.")
+            else:
+                lines.append(line.strip())
+    if name is not None:
+        yield name, "".join(lines)

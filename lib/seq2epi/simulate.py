@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from Bio import bgzf
 
+from seq2epi.records import atomic_path
 from seq2epi.sequence import Genome
 
 _ASCII = np.frombuffer(b"ACGT", dtype=np.uint8)
@@ -136,9 +137,8 @@ def call_peaks(seq: str, rule: MarkRule) -> list[tuple[int, int, int, int]]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _fasta(chroms: dict[str, str]) -> str:
@@ -337,9 +337,8 @@ def simulate_population(
         "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *names]),
     ]
     out = Path(out_vcf)
-    tmp = out.with_name(out.name + ".tmp")
-    opened = bgzf.BgzfWriter(str(tmp), "wb") if out.name.endswith(".gz") else open(tmp, "wb")
-    with opened as f:
+    with atomic_path(out) as tmp, (bgzf.BgzfWriter(str(tmp), "wb") if out.name.endswith(".gz")
+                                   else open(tmp, "wb")) as f:
         f.write(("\n".join(header) + "\n").encode())
         for variant, what in zip(ts.variants(), plan, strict=True):
             if what is None:
@@ -361,5 +360,4 @@ def simulate_population(
                 (ref_allele, alt_allele), gts = what, _GT[(bases != r).astype(np.intp)]
             line = f"{chrom}\t{start + p + 1}\t.\t{ref_allele}\t{alt_allele}\t.\tPASS\t.\tGT"
             f.write(line.encode() + gts.tobytes() + b"\n")
-    os.replace(tmp, out)
     return out

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,11 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
 
 from seq2epi.datasets import collate_trim
 from seq2epi.metrics import binary_metrics
-from seq2epi.model import ModelConfig, NucleicTransformer
+from seq2epi.model import ModelConfig, NucleicTransformer, is_padded
+from seq2epi.precision import autocast, grad_scaler, resolve_precision, set_numerics
+from seq2epi.progress import bar, log
+from seq2epi.records import atomic_path
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc"]
 
@@ -30,15 +33,18 @@ class TrainConfig:
     schedule: str = "noam"  # or "constant"
     lr: float = 1e-3  # the constant schedule's lr
     lr_scale: float = 0.1  # the Noam schedule's factor
-    warmup: int = 4000
+    warmup: int = 200
     weight_decay: float = 0.0
     clip_grad: float = 1.0
     seed: int = 0
-    num_workers: int = 0
-    device: str = "cpu"
-    rc_augment: bool = False  # read by whoever builds the training WindowDataset
-    amp: bool = False  # bfloat16 autocast
+    num_workers: int = 0  # a resolved value: 02_train passes base.yaml's num_workers capped at the cores
+    device: str = "cpu"  # a resolved value: 02_train turns base.yaml's "auto" into cuda or cpu
+    rc_augment: bool = False  # read by train_job.setup, which builds the training WindowDataset (not by fit)
+    precision: str = "auto"  # auto (bf16 on sm80+, fp16 + loss scaling on sm70/75, fp32 on CPU) | fp32 | bf16
+    tf32: bool = False  # TF32 for fp32 matmuls and convolutions on CUDA (off: true fp32)
+    deterministic: bool = False  # deterministic CUDA algorithms: exact resume on a GPU, some speed lost
     compile: bool = False  # torch.compile the model
+    freeze_encoder_epochs: int = 0  # the first epochs train only the head (a pretrained encoder stays)
     distributed: bool = False  # DistributedDataParallel; also on when torchrun sets WORLD_SIZE > 1
 
 
@@ -54,8 +60,10 @@ def lr_at(step: int, cfg: TrainConfig, ninp: int) -> float:
 
 
 def set_threads() -> int:
-    """Torch threads = the cores this process may run on, one inter-op thread; returns the core count."""
+    """Torch threads = OMP_NUM_THREADS when set (torchrun sets 1 per rank), else the cores this process may
+    run on; one inter-op thread; returns the thread count."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = int(os.environ.get("OMP_NUM_THREADS") or cores)
     torch.set_num_threads(cores)
     with contextlib.suppress(RuntimeError):  # inter-op threads can be set only before they start
         torch.set_num_interop_threads(1)
@@ -69,18 +77,31 @@ def make_optimizer(model: NucleicTransformer, cfg: TrainConfig, device: torch.de
 
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, labels: torch.Tensor,
-               lr: float, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """One optimizer step at learning rate `lr` on a batch; returns the loss (on the device)."""
+               lr: float, cfg: TrainConfig, device: torch.device,
+               scaler: torch.amp.GradScaler | None = None, frozen: tuple[nn.Parameter, ...] = ()
+               ) -> torch.Tensor:
+    """One optimizer step at learning rate `lr` on a host batch in cfg.precision; returns the device loss.
+
+    float16 needs `scaler` (precision.grad_scaler); every sequence must be at least the largest k-mer long.
+    `frozen` parameters lose their gradients before the step, so the optimizer leaves them as they are.
+    """
     for group in opt.param_groups:
         group["lr"] = lr
+    dtype = resolve_precision(cfg.precision, device)
+    scaler = scaler or grad_scaler(device, None)
+    padded = is_padded(tokens)  # on the host: no sync in the forward
     tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-        logits = net(tokens)
+    with autocast(device, dtype):
+        logits = net(tokens, padded=padded)
     loss = _loss(logits.float(), labels)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    for param in frozen:
+        param.grad = None
     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-    opt.step()
+    scaler.step(opt)
+    scaler.update()
     return loss
 
 
@@ -113,19 +134,23 @@ def _world(cfg: TrainConfig) -> tuple[int, int]:
     if not (cfg.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        if cfg.device.startswith("cuda"):  # device_id: NCCL binds its communicator to this rank's GPU
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl", device_id=local)
+        else:
+            dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
 @torch.no_grad()
 def _evaluate(net: nn.Module, loader: DataLoader, device: torch.device,
-              amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, logits), each float32 [n, n_targets], over a loader."""
+              dtype: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, logits), each float32 [n, n_targets], over a loader; autocast to dtype (None: fp32)."""
     net.eval()
     ys, logits = [], []
     for tokens, labels in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(tokens.to(device, non_blocking=True)).float()
+        with autocast(device, dtype):
+            out = net(tokens.to(device, non_blocking=True), padded=is_padded(tokens)).float()
         logits.append(out)
         ys.append(labels.reshape(out.shape[0], -1))
     return torch.cat(ys).float().numpy(), torch.cat(logits).cpu().numpy()
@@ -156,19 +181,36 @@ def _val_metrics(y: np.ndarray, logits: np.ndarray) -> dict:
     return {"loss": _loss(logits_t, y_t, reduction="sum").item() / max(count, 1), **metrics}
 
 
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
+    """torch.save, atomically: a run killed while saving keeps its previous checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def write_history(history: list[dict], path: str | os.PathLike) -> None:
+    """The per-epoch history as a TSV, rewritten atomically (a reader never sees half a file)."""
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, sep="\t", index=False)
+
+
+def epoch_line(row: dict, epochs: int, seconds: float) -> str:
+    """One epoch's line for the record and the terminal."""
+    return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss {row['train_loss']:.4f}  "
+            f"val loss {row['val_loss']:.4f}  val AUC {row['val_auc']:.4f}  val MCC {row['val_mcc']:.4f}  "
+            f"{seconds:.0f} s")
 
 
 def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
-        checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> pd.DataFrame:
+        checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+        history_path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Train `model` in place; one history row per epoch; checkpoints in checkpoint_dir (last.pt, best.pt).
 
+    With `progress`, each epoch shows a batch bar on the terminal and logs one line (seq2epi.progress);
+    with `history_path`, the history TSV is rewritten after every epoch, so it grows as training runs.
     Distributed (torchrun): every rank trains on its share, validation covers the whole validation set, every
-    rank returns the same history and only rank 0 writes checkpoints and shows progress.
+    rank returns the same history and only rank 0 writes checkpoints and history and shows progress.
     """
+    set_numerics(cfg.tf32, cfg.deterministic)
     rank, world = _world(cfg)
     device = torch.device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -180,12 +222,16 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     opt = make_optimizer(model, cfg, device)
+    dtype = resolve_precision(cfg.precision, device)
+    scaler = grad_scaler(device, dtype)
     step, start, history = 0, 0, []
     last = checkpoint_dir / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         step, start, history = ck["step"], ck["epoch"], ck["history"]
     best_auc = max((r["val_auc"] for r in history if np.isfinite(r["val_auc"])), default=-np.inf)
     net = model
@@ -201,6 +247,7 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
     # because set_epoch (augmentation) must reach fresh workers and the shuffle must restart from its seed.
     val_loader = make_loader(val_ds, cfg, device, persistent=True, sampler=val_sampler)
     for epoch in range(start + 1, cfg.epochs + 1):  # epochs count from 1, as in the lab's tables
+        began = time.perf_counter()
         seed = [cfg.seed, epoch] + ([rank] if world > 1 else [])
         torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
         if hasattr(train_ds, "set_epoch"):
@@ -212,17 +259,18 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
                          generator=gen)
         net.train()
         total, count = torch.zeros((), device=device), 0
-        # tqdm.auto calls iter() on a plain iterable itself, which would start (and waste) a second
-        # DataLoader iterator and shift the shuffle generator; hand it the one iterator we use.
-        bar = tqdm(iter(loader), total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=not progress or rank > 0, leave=False)
-        for tokens, labels in bar:
+        # tqdm calls iter() on a plain iterable itself, which would start (and waste) a second DataLoader
+        # iterator and shift the shuffle generator; hand it the one iterator we use.
+        batches = bar(iter(loader), f"epoch {epoch}/{cfg.epochs}", len(loader), progress and rank == 0)
+        frozen = tuple(model.encoder_parameters()) if epoch <= cfg.freeze_encoder_epochs else ()
+        for tokens, labels in batches:
             step += 1
-            loss = train_step(net, opt, tokens, labels, lr_at(step, cfg, model.config.ninp), cfg, device)
+            lr = lr_at(step, cfg, model.config.ninp)
+            loss = train_step(net, opt, tokens, labels, lr, cfg, device, scaler, frozen)
             total += loss.detach() * len(tokens)
             count += len(tokens)
         sums = torch.stack([total, torch.tensor(float(count), device=device)])
-        y, logits = _evaluate(net, val_loader, device, cfg.amp)
+        y, logits = _evaluate(net, val_loader, device, dtype)
         if world > 1:
             dist.all_reduce(sums)
             y, logits = _gather(val_index, y, logits)
@@ -231,11 +279,16 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
                         "val_loss": m["loss"], "val_auc": m["auroc"], "val_acc": m["acc"],
                         "val_sens": m["sens"], "val_spec": m["spec"], "val_mcc": m["mcc"]})
         if rank == 0:
-            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch,
+            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                  "step": step, "epoch": epoch,
                   "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
-            _save(ck, last)
+            save_checkpoint(ck, last)
             if m["auroc"] > best_auc:
-                _save(ck, checkpoint_dir / "best.pt")
+                save_checkpoint(ck, checkpoint_dir / "best.pt")
+            if history_path is not None:
+                write_history(history, history_path)
+            if progress:
+                log(epoch_line(history[-1], cfg.epochs, time.perf_counter() - began))
         best_auc = max(best_auc, m["auroc"])
     if world > 1:
         dist.barrier()  # rank 0's checkpoints are on disk before any rank returns
@@ -254,13 +307,21 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Nucle
 
 
 def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTransformer:
-    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match."""
-    source, _ = load_checkpoint(path)
+    """Copy a checkpoint's weights into `model` before training (fine-tuning); the architecture must match.
+
+    A pretrained encoder (00_pretrain) gives everything but the head (classifier and k-mer spectrum), which
+    stays new, so the number of targets and the k-mer features may differ.
+    """
+    source, ck = load_checkpoint(path)
+    encoder_only = ck.get("kind") == "pretrained encoder"
     mine, theirs = asdict(model.config), asdict(source.config)
-    shape = [k for k in mine if k not in ("dropout", "attention")]  # what the weights' shapes depend on
-    differ = {k: (theirs[k], mine[k]) for k in shape if theirs[k] != mine[k]}
+    free = {"dropout", "attention"} | ({"n_targets", "kmer_features"} if encoder_only else set())
+    differ = {k: (theirs[k], mine[k]) for k in mine if k not in free and theirs[k] != mine[k]}
     if differ:
         raise ValueError(f"{path}: its model differs from this experiment's in {differ} (checkpoint, "
                          "experiment); starting from its weights needs the same architecture.")
-    model.load_state_dict(source.state_dict())
+    weights = source.state_dict()
+    if encoder_only:
+        weights = {k: v for k, v in weights.items() if not k.startswith(("classifier.", "spectrum."))}
+    model.load_state_dict(weights, strict=not encoder_only)
     return model

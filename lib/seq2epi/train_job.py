@@ -45,6 +45,8 @@ def setup(dataset: str | Path, model_config: ModelConfig, config: train.TrainCon
 def launch(nproc: int, dataset: str | Path, model_config: ModelConfig, config: train.TrainConfig,
            out: str | Path, init_checkpoint: str = "", resume: bool = False) -> pd.DataFrame:
     """Train under torchrun with `nproc` processes into `out` (checkpoints); returns the per-epoch history."""
+    if config.device.startswith("cuda") and nproc > (gpus := torch.cuda.device_count()):
+        raise ValueError(f"nproc is {nproc} but {gpus} GPU(s) are visible: one training process per GPU.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     job = out / "train_job.json"

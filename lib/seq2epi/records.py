@@ -1,0 +1,178 @@
+"""Records: executed/<date>_<experiment>[_n]/ folders: create, find, read, summarise, index; atomic writes."""
+
+import contextlib
+import datetime
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from seq2epi.parameters import idle_stages
+
+INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
+                 "best val AUC", "test AUROC", "test MCC", "status", "note"]
+MARKS = ("FAILED", "INTERRUPTED")  # files the runner leaves in a record that did not finish
+
+_UMASK = os.umask(0)  # read once (it can only be read by setting it): temporaries get the usual file mode
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """A unique temporary path beside `path` that replaces it when the block ends without error: an
+    interrupted write never leaves a file that looks complete, and two writers never share a temporary.
+    The temporary ends with the file's name, so writers that infer a format from the suffix still do."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def new_record_dir(executed: Path, name: str, today: datetime.date | None = None) -> Path:
+    """executed/<YYYY-MM-DD>_<name>, with _2, _3 … when that record exists: a record is never overwritten."""
+    stem = f"{(today or datetime.date.today()).isoformat()}_{name}"
+    for n in range(1, 1000):
+        folder = executed / (stem if n == 1 else f"{stem}_{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"too many records named {stem} in {executed}")
+
+
+def read_parameters(record: Path) -> dict:
+    path = record / "parameters.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def record_order(record: Path) -> tuple[str, str, int]:
+    """Date, experiment, then the _2, _3 … suffix as a number (so _9 comes before _13)."""
+    experiment = read_parameters(record).get("experiment", "")
+    rest = record.name[len("YYYY-MM-DD_"):]
+    suffix = rest[len(experiment) + 1:] if experiment and rest.startswith(f"{experiment}_") else ""
+    return record.name[:10], experiment or rest, int(suffix) if suffix.isdigit() else 1
+
+
+def records_of(executed: Path, experiment: str) -> list[Path]:
+    """The records of one experiment, oldest first."""
+    found = executed.glob(f"*_{experiment}*")
+    return sorted((p for p in found if read_parameters(p).get("experiment") == experiment), key=record_order)
+
+
+def unfinished_record(executed: Path, experiment: str) -> Path | None:
+    """The newest record of the experiment if it has no metrics yet: the one `resume: true` continues."""
+    records = records_of(executed, experiment)
+    return records[-1] if records and not (records[-1] / "metrics.json").exists() else None
+
+
+def find_record(executed: Path, name: str) -> Path:
+    """A record folder by its name, or the newest record of an experiment id."""
+    if Path(name).name != name or name.startswith("."):
+        raise ValueError(f"{name!r} is not a record or experiment name: expected a folder name in {executed}")
+    if (executed / name).is_dir():
+        return executed / name
+    matches = records_of(executed, name)
+    if not matches:
+        raise FileNotFoundError(f"no record of experiment {name!r} in {executed}")
+    return matches[-1]
+
+
+@dataclass
+class Record:
+    """What a record holds for reading: its parameters, epoch history and test metrics (None when absent)."""
+
+    path: Path
+    params: dict
+    history: pd.DataFrame | None
+    metrics: dict | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def mark(self) -> str:
+        return ", ".join(self.params.get("marks") or []) or self.params.get("mark", "")
+
+    def predictions(self) -> pd.DataFrame:
+        """Every validation and test score (03_evaluate's predictions.tsv.gz)."""
+        return pd.read_csv(self.path / "predictions.tsv.gz", sep="\t")
+
+
+def read_record(path: Path) -> Record:
+    history, metrics = path / "history.tsv", path / "metrics.json"
+    return Record(path, read_parameters(path),
+                  pd.read_csv(history, sep="\t") if history.exists() else None,
+                  json.loads(metrics.read_text()) if metrics.exists() else None)
+
+
+def record_status(record: Record) -> str:
+    """failed | interrupted | complete | map | partial; a stage the runner skipped is named."""
+    for mark in MARKS:
+        if (record.path / mark).exists():
+            return mark.lower()
+    if record.metrics is not None or record.params.get("experiment", "").startswith("compare_"):
+        skipped = [stage[:2] for stage in idle_stages(record.params)
+                   if not (record.path / f"{stage}.ipynb").exists()]
+        return "complete" + "".join(f", {s} skipped" for s in skipped)
+    return "map" if (record.path / "04_predict_genome.html").exists() else "partial"
+
+
+def _data_of(record: Record) -> str:
+    params = record.params
+    samples = params.get("samples") or [{}]
+    data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet") or samples[0].get("fasta"),
+            "simulate": "simulated genome"}.get(params.get("input"), "")
+    if not (record.path / "01_data_prep.ipynb").exists():  # a map of another record's model
+        data = params.get("predict_fasta", "")
+    cuts = [f"{key} {params[key]}" for key in ("max_sequences", "max_test_sequences") if params.get(key)]
+    return f"{data} (cut: {', '.join(cuts)})" if cuts else data or ""
+
+
+def summarize_record(path: Path) -> dict:
+    """One INDEX.md row from a record's parameters.yaml, history.tsv and metrics.json."""
+    record = read_record(path)
+    params = record.params
+    trained = (path / "02_train.ipynb").exists()
+    row = {"date": path.name[:10], "experiment": params.get("experiment", ""), "record": path.name,
+           "data": _data_of(record), "mark": params.get("mark", ""), "note": params.get("note", ""),
+           "status": record_status(record)}
+    for key in ("ninp", "nlayers", "kmers", "epochs"):
+        row[key] = params.get(key, "") if trained else ""
+    if record.history is not None:
+        row["best val AUC"] = f"{record.history['val_auc'].max():.4f}"
+    if record.metrics is not None:
+        test = record.metrics.get("transformer", {})
+        row["test AUROC"] = f"{test.get('auroc', float('nan')):.4f}"
+        row["test MCC"] = f"{test.get('mcc', float('nan')):.4f}"
+    return row
+
+
+def write_index(executed: Path) -> Path:
+    """Rewrite executed/INDEX.md: one row per record, newest first."""
+    records = [p for p in executed.iterdir() if (p / "parameters.yaml").exists()]
+    rows = [summarize_record(p) for p in sorted(records, key=record_order, reverse=True)]
+    table = pd.DataFrame(rows, columns=INDEX_COLUMNS).fillna("")
+    lines = ["# Lab records", "",
+             "One row per record of `seq2epi run` / `seq2epi compare`; open its HTML for the notebook.", "",
+             "| " + " | ".join(INDEX_COLUMNS) + " |", "|" + "---|" * len(INDEX_COLUMNS)]
+    for _, row in table.iterrows():
+        cells = [str(row[c]) for c in INDEX_COLUMNS]
+        cells[INDEX_COLUMNS.index("record")] = f"[{row['record']}]({row['record']}/)"
+        lines.append("| " + " | ".join(cells) + " |")
+    index = executed / "INDEX.md"
+    with atomic_path(index) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return index

@@ -1,0 +1,165 @@
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seq2epi import parameters
+from seq2epi.model import ModelConfig
+from seq2epi.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((REPO / "parameters" / "base.yaml").read_text())
+
+
+@pytest.fixture
+def workbook(tmp_path):
+    """A copy of the workbook's notebooks and parameters."""
+    for folder in ("notebooks", "parameters"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_base_yaml_declares_exactly_the_notebooks_parameters_with_the_same_defaults():
+    declared = {}
+    for stage in parameters.STAGES:
+        for key, default in parameters.declared_parameters(REPO / "notebooks" / f"{stage}.ipynb").items():
+            assert declared.setdefault(key, default) == default, f"{stage} declares {key} differently"
+    assert BASE == declared
+
+
+# 02_train resolves these two before building TrainConfig: "auto" -> cuda or cpu, 8 -> at most the cores.
+RESOLVED_BY_THE_NOTEBOOK = {"device", "num_workers"}
+
+
+@pytest.mark.parametrize("config", [TrainConfig, ModelConfig])
+def test_dataclass_defaults_agree_with_base_yaml(config):
+    shared = [f for f in dataclasses.fields(config) if f.name in set(BASE) - RESOLVED_BY_THE_NOTEBOOK]
+    assert len(shared) >= 7
+    for field in shared:
+        default = tuple(BASE[field.name]) if isinstance(field.default, tuple) else BASE[field.name]
+        assert field.default == default, f"{config.__name__}.{field.name}"
+
+
+def test_every_range_names_a_declared_parameter_and_every_default_is_in_range():
+    assert set(parameters.RANGES) <= set(BASE)
+    for key, value in BASE.items():
+        parameters.check_range(key, value, "base.yaml")
+
+
+def test_every_experiment_file_is_valid_and_keeps_data_dir_as_given(monkeypatch):
+    monkeypatch.setenv("SEQ2EPI_DATA", "/somewhere/data")
+    for path in sorted((REPO / "parameters").glob("*.yaml")):
+        if path.stem != "base":
+            params = parameters.load_parameters(path.stem, REPO)
+            assert params["data_dir"] is None and params["experiment"] == path.stem
+
+
+def test_lab_runs_carry_the_lab_hyperparameters():
+    train2 = parameters.load_parameters("0503_train2", REPO)
+    assert (train2["ninp"], train2["epochs"], train2["kmers"], train2["nlayers"]) == (256, 15, [13], 6)
+    assert parameters.load_parameters("0504_train1", REPO)["kmers"] == [20]
+    assert parameters.load_parameters("0503_train1", REPO)["lr_scale"] == 0.1
+
+
+def test_unknown_key_is_refused_naming_the_file(workbook):
+    (workbook / "parameters" / "bad.yaml").write_text("ninp: 64\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown parameter 'learning_rate'"):
+        parameters.load_parameters("bad", workbook)
+
+
+@pytest.mark.parametrize("override, message", [({"ninp": "big"}, "'ninp' = 'big' is a str, expected a int"),
+                                               ({"kmers": 13}, "'kmers' = 13 is a int, expected a list"),
+                                               ({"rc_augment": 1}, "expected a bool")])
+def test_wrong_types_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        parameters.load_parameters("smoke", REPO, override)
+
+
+def test_an_int_is_accepted_where_a_float_is_expected():
+    assert parameters.load_parameters("smoke", REPO, {"lr": 1})["lr"] == 1
+
+
+@pytest.mark.parametrize("key, value, interval", [
+    ("epochs", -1, "[1, inf)"), ("batch_size", 0, "[1, inf)"), ("val_fraction", 1.5, "(0, 1)"),
+    ("val_fraction", 0, "(0, 1)"), ("dropout", 1.0, "[0, 1)"), ("kmers", [7, 0], "[1, inf)"),
+    ("lr", 0, "(0, inf)"), ("warmup", 0, "[1, inf)")])
+def test_impossible_numbers_are_refused_naming_the_file(workbook, key, value, interval):
+    (workbook / "parameters" / "bad.yaml").write_text(yaml.safe_dump({key: value}))
+    with pytest.raises(ValueError) as err:
+        parameters.load_parameters("bad", workbook)
+    assert str(err.value) == (f"{workbook / 'parameters' / 'bad.yaml'}: parameter {key!r} = {value!r} is "
+                              f"impossible; expected a number in {interval}")
+    with pytest.raises(ValueError, match=r"-p override: parameter 'epochs' = 0 is impossible"):
+        parameters.load_parameters("smoke", workbook, {"epochs": 0})
+
+
+def test_yaml_syntax_error_is_one_line_naming_file_line_and_column(workbook):
+    (workbook / "parameters" / "bad.yaml").write_text("ninp: 64\nkmers: [7, 13\nepochs: 3\n")
+    with pytest.raises(ValueError) as err:
+        parameters.load_parameters("bad", workbook)
+    message = str(err.value)
+    assert message.startswith(f"{workbook / 'parameters' / 'bad.yaml'}, line 3, column 7: ")
+    assert "\n" not in message and "<unicode string>" not in message
+
+
+def test_a_control_character_is_one_line_too():
+    with pytest.raises(ValueError, match=r"^-p note=a\x00, character 2: special characters are not allowed"):
+        parameters.parse_override("note=a\x00")
+
+
+def test_python_tags_are_refused_in_one_line(workbook):
+    (workbook / "parameters" / "bad.yaml").write_text("note: !!python/object/apply:os.system [echo hi]\n")
+    with pytest.raises(ValueError) as err:
+        parameters.load_parameters("bad", workbook)
+    assert str(err.value) == (f"{workbook / 'parameters' / 'bad.yaml'}, line 1, column 7: the tag "
+                              "!!python/object/apply:os.system is refused; parameter files hold plain values "
+                              "(numbers, text, lists)")
+    with pytest.raises(ValueError, match=r"^-p note=!!python/name:os.system, line 1, column 1: the tag"):
+        parameters.parse_override("note=!!python/name:os.system")
+
+
+@pytest.mark.parametrize("name", ["../smoke", "../../etc/passwd", "sub/smoke", ".hidden", "missing", ""])
+def test_an_experiment_name_must_be_a_parameter_file_stem(workbook, name):
+    (workbook / "sub").mkdir()
+    shutil.copy(workbook / "parameters" / "smoke.yaml", workbook / "sub" / "smoke.yaml")
+    with pytest.raises(ValueError, match=rf"experiment {name!r} is not a parameter file in .*parameters; "
+                                         r"expected one of .*smoke"):
+        parameters.load_parameters(name, workbook)
+
+
+def test_data_dir_is_relative_to_the_workbook_and_resolved_at_use(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEQ2EPI_DATA", str(tmp_path))
+    assert parameters.data_dir(None, REPO) == tmp_path
+    assert parameters.data_dir("/x/y", REPO) == Path("/x/y")
+    monkeypatch.setenv("SEQ2EPI_DATA", "../shared/data")
+    assert parameters.data_dir(None, REPO) == (REPO / "../shared/data").resolve()
+    monkeypatch.delenv("SEQ2EPI_DATA")
+    assert parameters.data_dir(None, REPO) == REPO / "data"
+    monkeypatch.chdir(REPO / "notebooks")  # as a notebook's kernel sits inside the workbook
+    assert parameters.data_dir("mine") == REPO / "mine"
+
+
+def test_parse_override_reads_yaml_values():
+    assert parameters.parse_override("kmers=[7, 13]") == ("kmers", [7, 13])
+    assert parameters.parse_override("lr=1e-4") == ("lr", 1e-4)
+    with pytest.raises(ValueError, match="key=value"):
+        parameters.parse_override("epochs")
+
+
+def test_a_csv_experiment_without_a_genome_has_nothing_to_predict():
+    csv = parameters.load_parameters("smep_h3k4me3", REPO)
+    assert set(parameters.idle_stages(csv)) == {"04_predict_genome"}
+    assert parameters.idle_stages(parameters.load_parameters("smoke", REPO)) == {}
+    assert parameters.idle_stages({"input": "csv", "predict_fasta": "genome.fa"}) == {}
+
+
+def test_pretraining_runs_only_when_it_names_sequence():
+    assert "00_pretrain" in parameters.optional_stages(parameters.load_parameters("smoke", REPO))
+    assert "00_pretrain" not in parameters.optional_stages({"pretrain_csv": ["rice_smep/H3K4me3_train.csv"]})
+
+
+def test_scoring_runs_only_when_it_names_a_record():
+    assert "06_score" in parameters.optional_stages(parameters.load_parameters("smoke", REPO))
+    assert "06_score" not in parameters.optional_stages({"score_record": "smep_h3k4me3"})

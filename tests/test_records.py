@@ -1,0 +1,126 @@
+import datetime
+import threading
+
+import pytest
+import yaml
+
+from seq2epi import records
+
+
+def make_record(executed, name, **params):
+    folder = executed / name
+    folder.mkdir(parents=True)
+    (folder / "parameters.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def finished(folder, auroc=0.91):
+    for stage in ("01_data_prep", "02_train", "03_evaluate"):
+        (folder / f"{stage}.ipynb").write_text("{}")
+    (folder / "history.tsv").write_text("epoch\tval_auc\n1\t0.9\n2\t0.93\n")
+    (folder / "metrics.json").write_text(f'{{"transformer": {{"auroc": {auroc}, "mcc": 0.7}}}}')
+    return folder
+
+
+def index_rows(executed):
+    lines = records.write_index(executed).read_text().splitlines()
+    return [line for line in lines if line.startswith("| 20")]
+
+
+def test_atomic_path_replaces_the_file_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), records.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with records.atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith("-metrics.json")
+        tmp.write_text("new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_two_writers_never_share_a_temporary_file(tmp_path):
+    finished(make_record(tmp_path, "2021-05-03_a", experiment="a", input="csv"))
+    errors = []
+
+    def write():
+        try:
+            for _ in range(20):
+                records.write_index(tmp_path)
+        except OSError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(index_rows(tmp_path)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2021-05-03_a", "INDEX.md"]
+
+
+def test_records_are_never_overwritten(tmp_path):
+    day = datetime.date(2021, 5, 3)
+    first = records.new_record_dir(tmp_path, "train1", day)
+    second = records.new_record_dir(tmp_path, "train1", day)
+    assert (first.name, second.name) == ("2021-05-03_train1", "2021-05-03_train1_2")
+
+
+def test_find_record_takes_the_newest_record_of_an_experiment(tmp_path):
+    for name in ("2021-05-03_a", "2021-05-04_a", "2021-05-04_a_9", "2021-05-04_a_13", "2021-05-04_ab"):
+        make_record(tmp_path, name, experiment=name[11:].split("_")[0])
+    assert records.find_record(tmp_path, "a").name == "2021-05-04_a_13"
+    assert records.find_record(tmp_path, "2021-05-03_a").name == "2021-05-03_a"
+    with pytest.raises(FileNotFoundError, match="no record of experiment 'c'"):
+        records.find_record(tmp_path, "c")
+    with pytest.raises(ValueError, match=r"'../2021-05-03_a' is not a record or experiment name"):
+        records.find_record(tmp_path / "2021-05-04_a", "../2021-05-03_a")
+
+
+def test_index_lists_records_with_their_metrics(tmp_path):
+    finished(make_record(tmp_path, "2021-05-03_train1", experiment="train1", input="csv",
+                         train_csv="a/train.csv", mark="H3K4me3", ninp=512, note="reduced"))
+    [row] = index_rows(tmp_path)
+    assert row.startswith("| 2021-05-03 | train1 | [2021-05-03_train1](2021-05-03_train1/) | a/train.csv | "
+                          "H3K4me3 | 512 |")
+    assert row.endswith("| 0.9300 | 0.9100 | 0.7000 | complete, 04 skipped | reduced |")
+
+
+def test_index_sorts_by_date_then_suffix_as_numbers(tmp_path):
+    for name in ("2021-05-03_a", "2021-05-03_a_2", "2021-05-03_a_9", "2021-05-03_a_13", "2021-05-04_a"):
+        make_record(tmp_path, name, experiment="a")
+    make_record(tmp_path, "2021-05-03_pop_1000", experiment="pop_1000")
+    names = [row.split("[")[1].split("]")[0] for row in index_rows(tmp_path)]
+    assert names == ["2021-05-04_a", "2021-05-03_pop_1000", "2021-05-03_a_13", "2021-05-03_a_9",
+                     "2021-05-03_a_2", "2021-05-03_a"]
+
+
+def test_index_shows_a_cut_of_the_data(tmp_path):
+    make_record(tmp_path, "2021-05-03_a", experiment="a", input="csv", train_csv="t.csv", max_sequences=2000,
+                max_test_sequences=500)
+    (tmp_path / "2021-05-03_a" / "01_data_prep.ipynb").write_text("{}")
+    make_record(tmp_path, "2021-05-03_b", experiment="b", input="csv", train_csv="t.csv", max_sequences=0)
+    (tmp_path / "2021-05-03_b" / "01_data_prep.ipynb").write_text("{}")
+    rows = index_rows(tmp_path)
+    assert "| t.csv (cut: max_sequences 2000, max_test_sequences 500) |" in rows[1]
+    assert "| t.csv |" in rows[0]
+
+
+@pytest.mark.parametrize("mark, status", [("FAILED", "failed"), ("INTERRUPTED", "interrupted"),
+                                          (None, "partial")])
+def test_index_says_why_a_record_did_not_finish(tmp_path, mark, status):
+    folder = make_record(tmp_path, "2021-05-03_a", experiment="a", input="simulate")
+    (folder / "01_data_prep.ipynb").write_text("{}")
+    if mark:
+        (folder / mark).write_text("why\n")
+    assert f"| {status} |" in index_rows(tmp_path)[0]
+
+
+def test_read_record_gives_parameters_history_metrics_and_mark(tmp_path):
+    folder = finished(make_record(tmp_path, "2021-05-03_m", experiment="m", marks=["H3K4me3", "H3K9ac"]))
+    record = records.read_record(folder)
+    assert record.name == "2021-05-03_m" and record.mark == "H3K4me3, H3K9ac"
+    assert list(record.history["val_auc"]) == [0.9, 0.93] and record.metrics["transformer"]["auroc"] == 0.91
+    empty = records.read_record(make_record(tmp_path, "2021-05-03_e", experiment="e", mark="H3K27me3"))
+    assert (empty.history, empty.metrics, empty.mark) == (None, None, "H3K27me3")
