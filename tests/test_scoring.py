@@ -176,11 +176,15 @@ def test_load_scorer_reads_the_record(record, tmp_path, monkeypatch):
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path)
     assert scoring.load_scorer("toy").record == tmp_path / "executed" / "2026-01-01_toy"
+    newer = make_record(tmp_path / "executed" / "2026-01-02_toy")
+    assert scoring.find_record("toy") == newer
+    (newer / "FAILED").write_text("03_evaluate.ipynb failed\n")  # an experiment id skips a failed record
+    assert scoring.find_record("toy") == record and scoring.find_record(newer.name) == newer
 
 
 def test_a_failed_record_or_one_without_checkpoint_is_refused(record):
     (record / "FAILED").write_text("02_train.ipynb failed: CUDA out of memory\n")
-    with pytest.raises(ValueError, match="is of a failed run .*CUDA out of memory"):
+    with pytest.raises(ValueError, match="did not finish .its FAILED file: 02_train.ipynb failed: CUDA"):
         scoring.load_scorer(record)
     (record / "FAILED").unlink()
     (record / scoring.CHECKPOINT).unlink()

@@ -48,11 +48,21 @@ def _few(names, n: int = 5) -> str:
 # ---- the record's model ----
 
 def find_record(name: str | os.PathLike) -> Path:
-    """A record folder: a path to one, else a record name or an experiment id (its newest record) in the
-    workbook's executed/."""
+    """A record folder: a path to one, a record name in the workbook's executed/, or an experiment id for its
+    newest complete record (not failed nor interrupted, with its checkpoint and metrics.json)."""
     if Path(name).is_dir():
         return Path(name)
-    return records.find_record(parameters.project_root() / "executed", str(name))
+    executed = parameters.project_root() / "executed"
+    found = records.find_record(executed, str(name))
+    if found.name != str(name):
+        complete = [r for r in records.records_of(executed, str(name)) if _complete(r)]
+        found = complete[-1] if complete else found  # none complete: load_scorer says what the newest lacks
+    return found
+
+
+def _complete(record: Path) -> bool:
+    return not any((record / mark).exists() for mark in records.MARKS) and \
+        (record / CHECKPOINT).is_file() and (record / "metrics.json").is_file()
 
 
 @dataclass
@@ -113,10 +123,10 @@ def _threshold(metrics_json: dict, mark: str, path: Path) -> float:
 def load_scorer(record: str | os.PathLike, device: str = "cpu") -> Scorer:
     """The Scorer of a record folder, record name or experiment id (see find_record)."""
     folder = find_record(record)
-    if (folder / "FAILED").exists():
-        reason = (folder / "FAILED").read_text().strip().splitlines() or ["no reason given"]
-        raise ValueError(f"record {folder} is of a failed run (its FAILED file: {reason[0]}); score with a "
-                         "complete record.")
+    for mark in (m for m in records.MARKS if (folder / m).exists()):
+        reason = (folder / mark).read_text().strip().splitlines() or ["no reason given"]
+        raise ValueError(f"record {folder} is of a run that did not finish (its {mark} file: {reason[0]}); "
+                         "score with a complete record.")
     if not (folder / "parameters.yaml").is_file():
         raise FileNotFoundError(f"{folder} is not a record: it has no parameters.yaml.")
     params = yaml.safe_load((folder / "parameters.yaml").read_text()) or {}
