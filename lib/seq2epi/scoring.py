@@ -16,7 +16,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pysam
 import torch
-import yaml
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import calibrate, metrics, parameters, predict, records, tiling, train
@@ -77,7 +76,6 @@ class Scorer:
     rc_average: bool
     thresholds: np.ndarray  # [marks], on the scale of the probabilities reported
     temperature: np.ndarray | None = None  # [marks] when the record holds a calibration
-    params: dict = field(default_factory=dict, repr=False)
 
     @property
     def min_length(self) -> int:
@@ -129,7 +127,7 @@ def load_scorer(record: str | os.PathLike, device: str = "cpu") -> Scorer:
                          "score with a complete record.")
     if not (folder / "parameters.yaml").is_file():
         raise FileNotFoundError(f"{folder} is not a record: it has no parameters.yaml.")
-    params = yaml.safe_load((folder / "parameters.yaml").read_text()) or {}
+    params = records.read_parameters(folder)
     checkpoint = folder / CHECKPOINT
     if not checkpoint.is_file():
         raise FileNotFoundError(f"record {folder} has no checkpoint {CHECKPOINT} (artifacts stay where the "
@@ -155,7 +153,7 @@ def load_scorer(record: str | os.PathLike, device: str = "cpu") -> Scorer:
         temperature = np.asarray(calibration["temperature"], dtype=float)
         thresholds = calibrate.apply_temperature(thresholds[None], temperature)[0].astype(float)
     return Scorer(folder, model, marks, int(params.get("window", 200)), int(params.get("predict_stride", 50)),
-                  bool(params.get("rc_average", False)), thresholds, temperature, params)
+                  bool(params.get("rc_average", False)), thresholds, temperature)
 
 
 # ---- reading sequences ----
