@@ -188,3 +188,76 @@ def test_aggregate():
 def test_overview_bin_size():
     assert maps.overview_bin_size(_bins(10, width=1000), 100) == 100  # 10 kb: the stride
     assert maps.overview_bin_size(_bins(10, width=100_000), 100, n_blocks=200) == 5000
+
+
+# ---- many varieties: difference, row order, PCA, variance (helper `varieties`) ----
+
+
+def _families(n: int, n_bins: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n rows in three families (a marked block each, small noise), shuffled; the family of each row."""
+    rng = np.random.default_rng(seed)
+    family = rng.permutation(np.arange(n) % 3)
+    scores = rng.normal(0.2, 0.01, (n, n_bins))
+    for f in range(3):
+        scores[family == f, 10 * f : 10 * f + 10] += 0.1
+    return scores, family
+
+
+def test_row_order_is_linkage_for_few_rows_and_kmeans_leaves_for_many(monkeypatch):
+    scores, _ = _families(30)
+    np.testing.assert_array_equal(maps.row_order(scores), maps.cluster_order(scores))
+    linked = []
+    real = maps.linkage
+    monkeypatch.setattr(maps, "linkage", lambda x, **kw: linked.append(len(x)) or real(x, **kw))
+    scores, family = _families(3000)
+    scores[5, 3] = np.nan
+    order = maps.row_order(scores)
+    assert sorted(order) == list(range(3000))
+    assert max(linked) <= 50  # the cluster centres only, never the 3,000 rows
+    assert (np.diff(family[order]) != 0).sum() == 2  # each family in one run
+
+
+def test_difference_from_reference():
+    scores = np.array([[0.5, 0.2], [0.7, 0.1], [0.5, 0.2]])
+    np.testing.assert_allclose(maps.difference_from_reference(scores), [[0, 0], [0.2, -0.1], [0, 0]])
+    with pytest.raises(ValueError, match="reference_row is 3; expected a row of the 3 varieties"):
+        maps.difference_from_reference(scores, 3)
+
+
+def test_variety_pca_separates_populations():
+    scores, family = _families(60)
+    scores[:, -1] = np.nan
+    table, explained = maps.variety_pca(scores, [f"v{i}" for i in range(60)])
+    assert list(table.columns) == ["sample", "PC1", "PC2"] and table["sample"].iat[7] == "v7"
+    assert explained.sum() > 0.9  # three families: two components hold them
+    centres = table[["PC1", "PC2"]].groupby(family).mean().to_numpy()
+    spread = table[["PC1", "PC2"]].groupby(family).std().to_numpy().max()
+    distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(3, 1)]
+    assert distances.min() > 10 * spread
+    flat, explained = maps.variety_pca(np.full((4, 5), 0.3), list("abcd"))
+    assert (flat[["PC1", "PC2"]].to_numpy() == 0).all() and (explained == 0).all()
+    with pytest.raises(ValueError, match="scores have 4 rows; expected one per sample"):
+        maps.variety_pca(np.zeros((4, 5)), ["a"])
+
+
+def test_bin_variance():
+    bins = pd.DataFrame({"chrom": "c1", "start": [0, 10, 20], "end": [10, 20, 30]})
+    scores = np.array([[0.1, 0.5, np.nan], [0.3, 0.5, np.nan], [0.2, np.nan, np.nan]])
+    track = maps.bin_variance(scores, bins, ["a", "b", "c"])
+    assert list(track.columns) == ["chrom", "start", "end", "score"]
+    np.testing.assert_allclose(track["score"], [0.02 / 3, 0, np.nan])
+
+
+def test_read_variety_labels(tmp_path):
+    path = tmp_path / "labels.tsv"
+    path.write_text("variety\tcountry\tpopulation\nv1\tIN\tindica\nv2\tJP\ttemperate japonica\nv3\tIN\t\n")
+    labels = maps.read_variety_labels(path)
+    assert labels.to_dict() == {"v1": "indica", "v2": "temperate japonica", "v3": ""}
+    path.write_text("variety\tgroup\nv1\tXI\n")
+    assert maps.read_variety_labels(path).name == "group"
+    path.write_text("name\tcountry\tregion\nv1\tIN\tS\n")
+    with pytest.raises(ValueError, match="labels.tsv: expected a TSV with columns variety and population"):
+        maps.read_variety_labels(path)
+    path.write_text("variety\tpopulation\nv1\tXI\nv1\tGJ\n")
+    with pytest.raises(ValueError, match="labels.tsv: variety 'v1' is listed twice"):
+        maps.read_variety_labels(path)

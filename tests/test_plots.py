@@ -212,3 +212,55 @@ def test_plot_pretraining_draws_loss_and_accuracy():
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="val_acc"):
         plots.plot_pretraining(history.drop(columns="val_acc"))
+
+
+# ---- many varieties: differences from the reference, PCA ----
+
+
+def test_plot_variety_differences(tmp_path):
+    scores, bins, samples = _map()
+    scores[0] = 0.2  # the reference row
+    genes = pd.DataFrame({"chrom": "chr1", "start": [3000], "end": [6000], "strand": ["+"], "name": ["A"]})
+    fig = plots.plot_variety_differences(scores, bins, samples, ("chr1", 2000, 15_000), genes=genes)
+    genes_ax, var_ax, abs_ax, diff_ax, abs_bar, diff_bar = fig.axes
+    assert var_ax.get_ylabel() == "variance" and abs_bar.get_ylabel() == "P(mark)"
+    assert diff_bar.get_ylabel() == "P(mark) − v0"
+    rows = [t.get_text() for t in abs_ax.get_yticklabels()]
+    assert rows == [t.get_text() for t in diff_ax.get_yticklabels()] and sorted(rows) == samples
+    image = diff_ax.images[0]
+    low, high = image.get_clim()
+    assert low == -high and high == pytest.approx(np.abs(scores[:, 10:75] - 0.2).max())
+    assert image.get_cmap().name.startswith("RdBu_r")
+    assert np.all(image.get_array()[rows.index("v0")] == 0)
+    assert diff_ax.get_xlabel() == "chr1 position (kb)"
+    _saves(fig, tmp_path)
+
+
+def test_plot_variety_differences_draws_thousands_of_rows_as_group_means():
+    scores, bins, _ = _map()
+    many = np.repeat(scores, 500, axis=0)  # 3,000 varieties
+    fig = plots.plot_variety_differences(many, bins, [f"v{i}" for i in range(3000)], ("chr1", 0, 20_000))
+    var_ax, abs_ax, diff_ax, *_ = fig.axes
+    assert abs_ax.images[0].get_array().shape == (600, 100)
+    assert diff_ax.get_ylabel() == "3,000 varieties (means of 5 rows)"
+
+
+def test_plot_genome_overview_of_differences():
+    scores, bins, samples = _map()
+    fig = plots.plot_genome_overview(scores, bins, samples, bin_size=1000, reference_row=0)
+    chr1, _, colorbar = fig.axes
+    low, high = chr1.images[0].get_clim()
+    assert low == -high > -1 and colorbar.get_ylabel() == "P(mark) − v0"
+
+
+def test_plot_variety_pca(tmp_path):
+    pca = pd.DataFrame({"sample": ["reference", "a", "b", "c"], "PC1": [0, 1, 2, 3.0], "PC2": [0, 1, 0, 1.0]})
+    labels = pd.Series({"a": "indica", "b": "indica", "z": "aus"}, name="population")
+    fig = plots.plot_variety_pca(pca, np.array([0.6, 0.25]), labels)
+    ax = fig.axes[0]
+    assert sorted(_legend(ax)) == ["indica (2)", "reference", "unlabelled (1)"]
+    assert ax.get_xlabel() == "PC1 (60.0% of variance)"
+    assert ax.get_legend().get_title().get_text() == "population"
+    _saves(fig, tmp_path)
+    fig = plots.plot_variety_pca(pca, np.array([0.6, 0.25]))
+    assert _legend(fig.axes[0]) == ["varieties (3)", "reference"]

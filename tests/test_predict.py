@@ -1,4 +1,6 @@
+import shutil
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,3 +194,13 @@ def test_genome_inputs_from_parameters_or_the_experiments_own_genome(tmp_path):
     assert genome_inputs(data, "genome", "K4", artifacts=artifacts).genes is None
     with pytest.raises(ValueError, match=r"samples.tsv has no sample of mark 'K9' \(it has \['K27'"):
         genome_inputs(data, "genome", "K9", artifacts=artifacts)
+
+
+def test_genome_inputs_take_the_reference_of_vcf_varieties(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "tiny.vcf", artifacts / "v.vcf")
+    (artifacts / "samples.tsv").write_text("variety\tmark\treference\tvcf\tvcf_sample\tpeaks\n"
+                                           "s2\tK4\tref.fa\tv.vcf\ts2\tk4.bed\n")
+    own = genome_inputs(tmp_path, "genome", "K4", artifacts=artifacts)
+    assert own.fasta == (artifacts / "ref.fa").resolve() and own.peaks == (artifacts / "k4.bed").resolve()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seq2epi import prepare, sequence
+from seq2epi import prepare, sequence, simulate, variants
 
 DATA = Path(__file__).parent / "data"
 
@@ -117,7 +117,7 @@ def test_from_genome_errors_name_the_sheet_and_what_is_missing(sheet, tmp_path):
         prepare.from_genome(sheet, "H3K9ac", 6, 1.0, ["chr2"], ["chr3"], 0)
     with pytest.raises(ValueError, match=r"held-out chromosome\(s\) \['chr9'\] are not in"):
         prepare.from_genome(sheet, "H3K4me3", 6, 1.0, ["chr9"], ["chr3"], 0)
-    with pytest.raises(ValueError, match="needs val_chroms and test_chroms"):
+    with pytest.raises(ValueError, match="needs val_chroms or val_varieties, and test_chroms"):
         prepare.from_genome(sheet, "H3K4me3", 6, 1.0, [], [], 0)
     bad = tmp_path / "bad.tsv"
     bad.write_text("variety\tfasta\n")
@@ -275,3 +275,89 @@ def test_excluded_sequences_stay_out_of_training(tmp_path):
     with pytest.warns(UserWarning, match="1 sequences of .*train.csv are held out of training"):
         data = prepare.from_csv(train, DATA / "labeled.csv", 0.0, 0, exclude=held, crop_length=6)
     assert (data["split"] != "test").sum() == 3 and data["tokens"].shape[1] == 6
+
+
+# ---- varieties given as the reference plus a sample of a VCF ----
+
+
+@pytest.fixture
+def vcf_sheet(tmp_path):
+    """v1 as its FASTA, s1 and s2 as tiny.fa plus their variants in tiny.vcf (indels included)."""
+    for name in ("tiny.fa", "tiny.vcf", "peaks.bed"):
+        shutil.copy(DATA / name, tmp_path / name)
+    path = tmp_path / "samples.tsv"
+    path.write_text("variety\tmark\tfasta\treference\tvcf\tvcf_sample\tpeaks\n"
+                    "v1\tK4\ttiny.fa\t\t\t\tpeaks.bed\n"
+                    "s1\tK4\t\ttiny.fa\ttiny.vcf\ts1\tpeaks.bed\n"
+                    "s2\tK4\t\ttiny.fa\ttiny.vcf\ts2\tpeaks.bed\n")
+    return path
+
+
+@pytest.mark.parametrize("span", [1_000_000, 7])
+def test_variety_window_tokens_are_the_maps_windows(span):
+    genome = sequence.Genome(DATA / "tiny.fa")
+    with pytest.warns(UserWarning, match="skipped 1 variant call"):
+        loaded = variants.Variants.load(DATA / "tiny.vcf", genome)
+    for chrom, size in (("chr1", 50), ("chr2", 25)):
+        tokens, windows = variants.variety_windows(genome, loaded, chrom, 0, size, 10, 1)
+        shuffled = windows.sample(frac=1, random_state=0)
+        for row, sample in enumerate([None, *loaded.samples]):
+            built = prepare.variety_window_tokens(genome, loaded, sample, shuffled, 10, span)
+            for got, i in zip(built, shuffled.index, strict=True):
+                want = tokens[row, i]
+                np.testing.assert_array_equal(got, want[want != sequence.PAD])
+
+
+def test_from_genome_builds_vcf_varieties_in_reference_coordinates(vcf_sheet):
+    with pytest.warns(UserWarning, match="skipped 1 variant call"):
+        data = prepare.from_genome(vcf_sheet, "K4", 6, 1.0, ["chr2"], [], seed=0, max_n_fraction=1.0,
+                                   test_varieties=["s2"], het="alt")
+    table = data["table"]
+    assert list(dict.fromkeys(table["variety"])) == ["v1", "s1", "s2"]
+    first = {v: t.iloc[0] for v, t in table.groupby("variety")}
+    assert first["v1"][["chrom", "start", "end"]].tolist() == first["s2"][["chrom", "start", "end"]].tolist()
+    genome = sequence.Genome(vcf_sheet.parent / "tiny.fa")
+    loaded = variants.Variants.load(vcf_sheet.parent / "tiny.vcf", genome, samples=["s2"])
+    rows = np.flatnonzero(table["variety"] == "s2")
+    expected = prepare.variety_window_tokens(genome, loaded, "s2", table.iloc[rows], 6)
+    for i, want in zip(rows, expected, strict=True):
+        np.testing.assert_array_equal(data["tokens"][i, : data["lengths"][i]], want)
+    assert set(table.loc[table["variety"] == "s2", "split"]) == {"test"}
+    assert set(table.loc[table["variety"] != "s2", "split"]) == {"train", "val"}
+    by = table.groupby(["split", "held_out_by"]).size().to_dict()
+    assert set(by) == {("train", ""), ("val", "region"), ("test", "variety")}
+
+
+def test_sample_sheet_vcf_rows_bad_input(vcf_sheet):
+    sheet = vcf_sheet.read_text()
+    bad = vcf_sheet.with_name("bad.tsv")
+    bad.write_text(sheet.replace("tiny.vcf\ts2", "tiny.vcf\ts9"))
+    with pytest.raises(ValueError, match=r"bad.tsv row 3 \(variety s2, mark K4\): vcf_sample 's9' is not a "
+                                         r"sample of the VCF .*tiny.vcf, which has s1, s2, s3, s4"):
+        prepare.read_sample_sheet(bad)
+    bad.write_text(sheet.replace("s1\tK4\t\t", "s1\tK4\ttiny.fa\t"))
+    with pytest.raises(ValueError, match=r"bad.tsv row 2 \(variety s1, mark K4\): gives both fasta .* vcf"):
+        prepare.read_sample_sheet(bad)
+    entry = {"variety": "s1", "mark": "K4", "reference": "tiny.fa", "vcf": "tiny.vcf", "peaks": "peaks.bed"}
+    with pytest.raises(ValueError, match=r"the samples parameter entry 1 .*: gives a vcf but no vcf_sample"):
+        prepare.sample_rows([entry], vcf_sheet.parent)
+    with pytest.raises(ValueError, match=r"test_varieties \['s9'\] are not varieties"):
+        prepare.from_genome(vcf_sheet, "K4", 6, 1.0, ["chr2"], [], seed=0, test_varieties=["s9"])
+    with pytest.raises(ValueError, match=r"varieties \['s1'\] are in both"):
+        prepare.from_genome(vcf_sheet, "K4", 6, 1.0, [], [], seed=0, val_varieties=["s1"],
+                            test_varieties=["s1"])
+    with pytest.raises(ValueError, match="needs val_chroms or val_varieties"):
+        prepare.from_genome(vcf_sheet, "K4", 6, 1.0, [], ["chr2"], seed=0)
+
+
+def test_the_demos_vcf_varieties_give_the_windows_of_their_fasta(tmp_path):
+    """SNV varieties: reference + VCF sample and the variety's own FASTA are the same windows."""
+    built = {}
+    for sheet in ("fasta", "vcf"):
+        path = simulate.simulate_demo(tmp_path / sheet, n_chroms=2, chrom_len=20_000, n_varieties=3,
+                                      marks=("H3K4me3",), sheet=sheet)
+        built[sheet] = prepare.from_genome(path, "H3K4me3", 100, 1.0, ["chr02"], [], seed=0,
+                                           test_varieties=["V3"])
+    np.testing.assert_array_equal(built["fasta"]["tokens"], built["vcf"]["tokens"])
+    pd.testing.assert_frame_equal(built["fasta"]["table"], built["vcf"]["table"])
+    assert set(built["vcf"]["table"].query("variety == 'V3'")["split"]) == {"test"}

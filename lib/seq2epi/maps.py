@@ -9,6 +9,8 @@ import bioframe
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import leaves_list, linkage
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 
 from . import intervals, tiling
 from .progress import bar
@@ -222,3 +224,87 @@ def variants_in(regions: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
     right = variants.iloc[j[order]].drop(columns=["chrom", *on]).reset_index(drop=True)
     right = right.rename(columns=lambda c: f"variant_{c}" if c in left.columns else c)
     return pd.concat([left, right], axis=1)
+
+
+# ---- many varieties: difference from the reference, row order, PCA, variance ----
+
+MAX_LINKAGE_ROWS = 1000  # above this many rows, row_order avoids the n × n distances of linkage
+
+
+def _filled(scores: np.ndarray) -> np.ndarray:
+    """[rows, bins] floats without all-NaN bins; a remaining NaN takes its bin's mean."""
+    x = np.asarray(scores, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"scores have shape {x.shape}; expected a 2-D [varieties, bins] array.")
+    x = x[:, ~np.isnan(x).all(axis=0)]
+    return np.where(np.isnan(x), np.nanmean(x, axis=0), x) if x.size else x
+
+
+def difference_from_reference(scores: np.ndarray, reference_row: int = 0) -> np.ndarray:
+    """Each row's scores minus the reference row's (the reference row becomes 0)."""
+    scores = np.asarray(scores, dtype=float)
+    if not 0 <= reference_row < len(scores):
+        raise ValueError(f"reference_row is {reference_row}; expected a row of the {len(scores)} varieties.")
+    return scores - scores[reference_row]
+
+
+def row_order(scores: np.ndarray, max_linkage_rows: int = MAX_LINKAGE_ROWS, n_clusters: int = 50,
+              seed: int = 0) -> np.ndarray:
+    """Rows ordered so that similar rows sit together: cluster_order up to `max_linkage_rows` rows; above,
+    k-means of the rows' first 20 principal components, the clusters in the leaf order of their centres and
+    each cluster's rows by their first principal component (memory rows × bins, no rows × rows matrix)."""
+    x = _filled(scores)
+    if len(x) <= max_linkage_rows:
+        return cluster_order(x)
+    if x.shape[1] == 0 or np.ptp(x, axis=0).max() == 0:
+        return np.arange(len(x))
+    pcs = PCA(min(20, *x.shape), svd_solver="randomized", random_state=seed).fit_transform(x)
+    k = min(n_clusters, len(np.unique(pcs.round(12), axis=0)))
+    fit = KMeans(k, n_init=3, random_state=seed).fit(pcs)
+    rank = np.empty(k, dtype=int)
+    rank[cluster_order(fit.cluster_centers_)] = np.arange(k)
+    return np.lexsort((pcs[:, 0], rank[fit.labels_]))
+
+
+def variety_pca(scores: np.ndarray, samples: list[str], n_components: int = 2, max_bins: int = 5000,
+                seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """PCA of the varieties by their predicted profiles over the `max_bins` bins that vary most between
+    them: a table (sample, PC1, PC2, ...) and each component's fraction of the variance (0 when the
+    profiles are all equal)."""
+    x = _filled(scores)
+    if len(x) != len(samples):
+        raise ValueError(f"scores have {len(x)} rows; expected one per sample ({len(samples)}).")
+    coords, explained = np.zeros((len(x), n_components)), np.zeros(n_components)
+    spread = x.var(axis=0)
+    if len(x) > 1 and (spread > 0).any():
+        keep = np.argsort(spread, kind="stable")[-max_bins:]
+        pca = PCA(min(n_components, len(x), len(keep)), random_state=seed)
+        coords[:, : pca.n_components] = pca.fit_transform(x[:, keep])
+        explained[: pca.n_components] = pca.explained_variance_ratio_
+    table = pd.DataFrame(coords, columns=[f"PC{i + 1}" for i in range(n_components)])
+    table.insert(0, "sample", list(samples))
+    return table, explained
+
+
+def bin_variance(scores: np.ndarray, bins: pd.DataFrame, samples: list[str]) -> pd.DataFrame:
+    """Track chrom, start, end, score: each bin's variance across the varieties (NaN scores left out)."""
+    scores = check_map(scores, bins, samples)
+    seen = (~np.isnan(scores)).any(axis=0)
+    variance = np.full(len(bins), np.nan)
+    variance[seen] = np.nanvar(scores[:, seen], axis=0)
+    return bins[["chrom", "start", "end"]].reset_index(drop=True).assign(score=variance)
+
+
+def read_variety_labels(path) -> pd.Series:
+    """Population label per variety from a TSV with a `variety` column and a `population` column (or one
+    other column, whose name becomes the series' name)."""
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#")
+    others = [c for c in table.columns if c != "variety"]
+    label = "population" if "population" in others else others[0] if len(others) == 1 else None
+    if "variety" not in table.columns or label is None:
+        raise ValueError(f"{path}: expected a TSV with columns variety and population (or variety and one "
+                         f"label column), got columns {list(table.columns)}.")
+    doubled = table["variety"][table["variety"].duplicated()].tolist()
+    if doubled:
+        raise ValueError(f"{path}: variety {doubled[0]!r} is listed twice; expected one row per variety.")
+    return table.set_index("variety")[label].fillna("")

@@ -1,6 +1,7 @@
 """Figures of the lab record: training curves, ROC/PR, confusion, tracks, comparisons, attention, maps,
 score distributions."""
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -325,6 +326,7 @@ def plot_track(track: pd.DataFrame, region: tuple[str, int, int], genes: pd.Data
 # ---- variety maps ----------------------------------------------------------------------------------------
 
 MAX_ROW_LABELS = 40  # variety names are written only when at most this many rows are drawn
+MAX_DRAWN_ROWS = 600  # more varieties are drawn as means of consecutive rows, in the drawn order
 
 
 def _grid(scores: np.ndarray, starts: np.ndarray, step: int) -> tuple[np.ndarray, int, int]:
@@ -342,8 +344,33 @@ def _score_limits(scores: np.ndarray) -> tuple[float, float]:
     return min(low, 0), 1 if low >= 0 and high <= 1 else high
 
 
-def _heatmap(ax, img: np.ndarray, x0: float, x1: float, limits: tuple[float, float]):
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+def _difference_limits(delta: np.ndarray) -> tuple[float, float]:
+    """Limits symmetric about 0 that hold every difference."""
+    reach = max(float(np.nanmax(np.abs(delta), initial=0)), 1e-3)
+    return -reach, reach
+
+
+def _row_group(n_rows: int) -> int:
+    """How many consecutive rows one drawn row averages: at most MAX_DRAWN_ROWS rows are drawn."""
+    return max(1, -(-n_rows // MAX_DRAWN_ROWS))
+
+
+def _fit_rows(img: np.ndarray) -> np.ndarray:
+    """img with consecutive rows averaged in groups of _row_group rows."""
+    group = _row_group(len(img))
+    if group == 1:
+        return img
+    padded = np.full((-(-len(img) // group) * group, img.shape[1]), np.nan)
+    padded[: len(img)] = img
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a group of NaN only stays NaN
+        return np.nanmean(padded.reshape(-1, group, img.shape[1]), axis=1)
+
+
+def _heatmap(ax, img: np.ndarray, x0: float, x1: float, limits: tuple[float, float], cmap: str = "viridis"):
+    """The rows of img (averaged in groups past MAX_DRAWN_ROWS) as a heatmap over x0-x1; NaN light grey."""
+    img = _fit_rows(img)
+    cmap = plt.get_cmap(cmap).with_extremes(bad="0.85")
     return ax.imshow(img, cmap=cmap, vmin=limits[0], vmax=limits[1], aspect="auto", interpolation="nearest",
                      extent=(x0, x1, len(img) - 0.5, -0.5))
 
@@ -355,12 +382,13 @@ def _label_rows(ax, names: np.ndarray) -> None:
         ax.tick_params(axis="y", length=0)
     else:
         ax.set_yticks([])
-        ax.set_ylabel(f"{len(names):,} varieties")
+        group = _row_group(len(names))
+        ax.set_ylabel(f"{len(names):,} varieties" + (f" (means of {group} rows)" if group > 1 else ""))
 
 
-def plot_variety_map(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], region: tuple[str, int, int],
-                     genes: pd.DataFrame | None = None, order: np.ndarray | None = None) -> Figure:
-    """Varieties × bins heatmap of `region` under its genes; `order`: the rows to draw (default clustered)."""
+def _region_view(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], region: tuple[str, int, int]
+                 ) -> tuple[np.ndarray, pd.DataFrame]:
+    """The map's scores and bins inside `region`."""
     chrom, start, end = region
     if start >= end:
         raise ValueError(f"region {chrom}:{start}-{end} is empty; expected start < end.")
@@ -369,60 +397,138 @@ def plot_variety_map(scores: np.ndarray, bins: pd.DataFrame, samples: list[str],
     if not keep.any():
         raise ValueError(f"no bin of the map falls in region {chrom}:{start}-{end}; "
                          f"the map covers {sorted(set(bins['chrom']))}.")
-    view, starts = scores[:, keep], bins["start"].to_numpy()[keep]
-    order = maps.cluster_order(view) if order is None else np.asarray(order)
-    step = int(np.median(bins["end"].to_numpy()[keep] - starts))
-    img, x0, x1 = _grid(view[order], starts, step)
+    return scores[:, keep], bins[keep].reset_index(drop=True)
+
+
+def _map_axes(region: tuple[str, int, int], genes: pd.DataFrame | None, heights: list[float]):
+    """A figure of stacked panels sharing x over `region`, the genes' panel drawn on top when given."""
+    chrom, start, end = region
     span = end - start
-    heights = [float(np.clip(0.16 * len(order), 1.2, 7))]
     if genes is not None:
         genes = _in_region(genes, region, "genes")
-        heights.insert(0, 0.45 + 0.4 * (_gene_rows(genes, span)[0].max(initial=0) + 1))
+        heights = [0.45 + 0.4 * (_gene_rows(genes, span)[0].max(initial=0) + 1), *heights]
+    fig, axes = plt.subplots(len(heights), 1, sharex=True, figsize=(10, 0.9 + sum(heights)),
+                             height_ratios=heights, layout="constrained", squeeze=False)
+    axes = list(axes[:, 0])
+    if genes is not None:
+        genes_ax = axes.pop(0)
+        _draw_genes(genes_ax, genes, span)
+        genes_ax.set_yticks([])
+        genes_ax.tick_params(axis="x", bottom=False)
+        sns.despine(ax=genes_ax, left=True, bottom=True)
+    ax = axes[-1]
+    ax.set_xlim(start, end)
+    unit, scale = ("Mb", 1e6) if span >= 2e6 else ("kb", 1e3)
+    digits = 0 if span >= 10 * scale else 1 if span >= scale else 3
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / scale:,.{digits}f}"))
+    ax.set_xlabel(f"{chrom} position ({unit})")
+    return fig, axes
+
+
+def _map_height(n_rows: int) -> float:
+    return float(np.clip(0.16 * n_rows, 1.2, 7))
+
+
+def plot_variety_map(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], region: tuple[str, int, int],
+                     genes: pd.DataFrame | None = None, order: np.ndarray | None = None) -> Figure:
+    """Varieties × bins heatmap of `region` under its genes; `order`: the rows to draw (default
+    maps.row_order)."""
+    view, view_bins = _region_view(scores, bins, samples, region)
+    order = maps.row_order(view) if order is None else np.asarray(order)
+    starts = view_bins["start"].to_numpy()
+    img, x0, x1 = _grid(view[order], starts, int(np.median(view_bins["end"].to_numpy() - starts)))
     with _style():
-        fig, axes = plt.subplots(len(heights), 1, sharex=True, figsize=(10, 0.9 + sum(heights)),
-                                 height_ratios=heights, layout="constrained", squeeze=False)
-        ax = axes[-1, 0]
-        if genes is not None:
-            _draw_genes(axes[0, 0], genes, span)
-            axes[0, 0].set_yticks([])
-            axes[0, 0].tick_params(axis="x", bottom=False)
-            sns.despine(ax=axes[0, 0], left=True, bottom=True)
+        fig, (ax,) = _map_axes(region, genes, [_map_height(len(order))])
         im = _heatmap(ax, img, x0, x1, _score_limits(view))
         fig.colorbar(im, ax=ax, label="P(mark)", pad=0.01)
         _label_rows(ax, np.asarray(samples, dtype=object)[order])
-        ax.set_xlim(start, end)
-        unit, scale = ("Mb", 1e6) if span >= 2e6 else ("kb", 1e3)
-        digits = 0 if span >= 10 * scale else 1 if span >= scale else 3
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / scale:,.{digits}f}"))
-        ax.set_xlabel(f"{chrom} position ({unit})")
+    return fig
+
+
+def plot_variety_differences(scores: np.ndarray, bins: pd.DataFrame, samples: list[str],
+                             region: tuple[str, int, int], genes: pd.DataFrame | None = None,
+                             reference_row: int = 0, order: np.ndarray | None = None) -> Figure:
+    """What varies between varieties over `region`: genes, each bin's variance across varieties, the map of
+    P(mark), and each variety's difference from the reference row (diverging colours, 0 white); both maps
+    draw the rows in one order (default maps.row_order of the differences)."""
+    view, view_bins = _region_view(scores, bins, samples, region)
+    delta = maps.difference_from_reference(view, reference_row)
+    order = maps.row_order(delta) if order is None else np.asarray(order)
+    starts = view_bins["start"].to_numpy()
+    step = int(np.median(view_bins["end"].to_numpy() - starts))
+    names = np.asarray(samples, dtype=object)[order]
+    variance = maps.bin_variance(view, view_bins, samples)
+    height = _map_height(len(order))
+    with _style():
+        fig, (var_ax, abs_ax, diff_ax) = _map_axes(region, genes, [1.0, height, height])
+        _draw_score(var_ax, variance, "variance")
+        var_ax.set_ylim(0, max(float(np.nanmax(variance["score"], initial=0)), 1e-6) * 1.05)
+        sns.despine(ax=var_ax)
+        for ax, values, limits, cmap, label in (
+                (abs_ax, view, _score_limits(view), "viridis", "P(mark)"),
+                (diff_ax, delta, _difference_limits(delta), "RdBu_r", f"P(mark) − {samples[reference_row]}")):
+            img, x0, x1 = _grid(values[order], starts, step)
+            fig.colorbar(_heatmap(ax, img, x0, x1, limits, cmap), ax=ax, label=label, pad=0.01)
+            _label_rows(ax, names)
     return fig
 
 
 def plot_genome_overview(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], bin_size: int,
-                         order: np.ndarray | None = None) -> Figure:
-    """Genome-wide map: one panel per chromosome (width by length) of mean scores in `bin_size` bp blocks."""
+                         order: np.ndarray | None = None, reference_row: int | None = None) -> Figure:
+    """Genome-wide map: one panel per chromosome (width by length) of mean scores in `bin_size` bp blocks;
+    with `reference_row`, each variety's difference from that row (diverging colours, 0 white)."""
     means, blocks = maps.aggregate(scores, bins, samples, bin_size)
-    order = maps.cluster_order(means) if order is None else np.asarray(order)
+    label, cmap, limits = "P(mark)", "viridis", _score_limits(means)
+    if reference_row is not None:
+        means = maps.difference_from_reference(means, reference_row)
+        label, cmap, limits = f"P(mark) − {samples[reference_row]}", "RdBu_r", _difference_limits(means)
+    order = maps.row_order(means) if order is None else np.asarray(order)
     starts = blocks["start"].to_numpy() // bin_size * bin_size
     chroms = list(dict.fromkeys(blocks["chrom"]))
     grids = [_grid(means[order][:, mask], starts[mask], bin_size)
              for mask in (blocks["chrom"].to_numpy() == c for c in chroms)]
-    limits = _score_limits(means)
     with _style():
         fig, axes = plt.subplots(1, len(chroms), sharey=True, width_ratios=[x1 - x0 for _, x0, x1 in grids],
-                                 figsize=(12, 1.3 + float(np.clip(0.16 * len(order), 1.2, 7))),
-                                 layout="constrained", squeeze=False)
+                                 figsize=(12, 1.3 + _map_height(len(order))), layout="constrained",
+                                 squeeze=False)
         fig.get_layout_engine().set(wspace=0.015)
         for ax, chrom, (img, x0, x1) in zip(axes[0], chroms, grids, strict=True):
-            im = _heatmap(ax, img, x0, x1, limits)
+            im = _heatmap(ax, img, x0, x1, limits, cmap)
             ax.set_title(str(chrom), fontsize="small")
             ax.xaxis.set_major_locator(MaxNLocator(nbins=3, prune="both"))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}"))
             ax.tick_params(axis="x", labelsize="x-small")
             ax.tick_params(axis="y", length=0)
         _label_rows(axes[0, 0], np.asarray(samples, dtype=object)[order])
-        fig.colorbar(im, ax=axes[0], label="P(mark)", pad=0.01)
+        fig.colorbar(im, ax=axes[0], label=label, pad=0.01)
         fig.supxlabel(f"position (Mb), mean of {bin_size:,} bp blocks", fontsize="small")
+    return fig
+
+
+def plot_variety_pca(pca: pd.DataFrame, explained: np.ndarray, labels: pd.Series | None = None) -> Figure:
+    """Varieties on their first two principal components (maps.variety_pca), coloured by `labels`
+    (variety -> population; varieties it lacks are "unlabelled"), the reference a black star."""
+    _require(pca, ["sample", "PC1", "PC2"], "pca")
+    is_reference = (pca["sample"] == maps.REFERENCE).to_numpy()
+    points = pca[~is_reference]
+    size = 30 if len(points) <= 200 else 8
+    with _style():
+        fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
+        if labels is not None:
+            hue = points["sample"].map(labels).replace("", np.nan).fillna("unlabelled")
+            counts = hue.value_counts()
+            hue = hue.map(lambda g: f"{g} ({counts[g]:,})")
+            sns.scatterplot(x=points["PC1"], y=points["PC2"], hue=hue.rename(labels.name or "label"),
+                            hue_order=sorted(hue.unique()), s=size, linewidth=0, alpha=0.8, ax=ax)
+        else:
+            ax.scatter(points["PC1"], points["PC2"], s=size, lw=0, alpha=0.8, color="#4c72b0",
+                       label=f"varieties ({len(points):,})")
+        ax.scatter(pca.loc[is_reference, "PC1"], pca.loc[is_reference, "PC2"], marker="*", s=160,
+                   color="black", label=maps.REFERENCE)
+        ax.set(xlabel=f"PC1 ({explained[0]:.1%} of variance)", ylabel=f"PC2 ({explained[1]:.1%} of variance)")
+        ax.legend(frameon=False, fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5),
+                  title=None if labels is None else labels.name)
+        sns.despine(fig)
     return fig
 
 

@@ -161,7 +161,7 @@ def genome_inputs(data: Path, input: str, mark: str, predict_fasta: str = "", ge
         if rows.empty:
             raise ValueError(f"{artifacts / 'samples.tsv'} has no sample of mark {mark!r} (it has "
                              f"{sorted(set(sheet['mark']))}); set predict_fasta or the mark.")
-        fasta, peaks = Path(rows["fasta"].iat[0]), peaks or Path(rows["peaks"].iat[0])
+        fasta, peaks = Path(prepare.reference_of(rows.iloc[0])), peaks or Path(rows["peaks"].iat[0])
         if input == "simulate":
             genes = genes or artifacts / "genome" / "genes.gff"
             vcf_path = vcf_path or artifacts / "genome" / "variants.vcf"

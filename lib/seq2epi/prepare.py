@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seq2epi import datasets, intervals, sequence
+from seq2epi import datasets, intervals, sequence, variants
 
-SAMPLE_COLUMNS = ("variety", "mark", "fasta", "peaks")
+SAMPLE_COLUMNS = ("variety", "mark", "fasta", "peaks")  # a variety given by its own FASTA
+VCF_COLUMNS = ("variety", "mark", "reference", "vcf", "vcf_sample", "peaks")  # reference + a sample of a VCF
+PATH_COLUMNS = ("fasta", "peaks", "reference", "vcf")
 
 
 def _subsample(frame: pd.DataFrame, n: int, seed: int, cuts: list[str], what: str) -> pd.DataFrame:
@@ -163,37 +165,143 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
             "marks": marks, "balance": balance, "cuts": cuts}
 
 
-def _sample_table(sheet: pd.DataFrame, base: Path, where: str) -> pd.DataFrame:
-    missing = [c for c in SAMPLE_COLUMNS if c not in sheet.columns]
+def _check_row(row: pd.Series, where: str) -> None:
+    """A row gives its variety as a FASTA, or as reference + vcf + vcf_sample; never both."""
+    if row["fasta"] and row["vcf"]:
+        raise ValueError(f"{where}: gives both fasta (the variety's own genome) and vcf; give either a "
+                         f"variety FASTA, or the reference FASTA in `reference` with vcf and vcf_sample.")
+    if row["vcf"]:
+        lacking = [c for c in ("reference", "vcf_sample") if not row[c]]
+        if lacking:
+            raise ValueError(f"{where}: gives a vcf but no {' or '.join(lacking)}; a VCF variety needs the "
+                             f"reference FASTA (`reference`) and its sample name in the VCF (`vcf_sample`).")
+    elif not row["fasta"]:
+        raise ValueError(f"{where}: gives neither fasta nor vcf; expected a variety FASTA, or reference + "
+                         f"vcf + vcf_sample.")
+
+
+def _sample_table(sheet: pd.DataFrame, base: Path, where: str, row_name: str) -> pd.DataFrame:
+    missing = [c for c in ("variety", "mark", "peaks") if c not in sheet.columns]
+    missing += [] if {"fasta", "vcf"} & set(sheet.columns) else ["fasta"]
     if missing:
         raise ValueError(f"{where}: sample sheet lacks column(s) {', '.join(missing)}; expected columns "
-                         f"{', '.join(SAMPLE_COLUMNS)}")
-    for column in ("fasta", "peaks"):
-        sheet[column] = [str((base / p).resolve()) for p in sheet[column]]
+                         f"{', '.join(SAMPLE_COLUMNS)}, or {', '.join(VCF_COLUMNS)} for varieties given as "
+                         f"variants of a VCF")
+    sheet = sheet.reindex(columns=list(dict.fromkeys([*sheet.columns, *SAMPLE_COLUMNS, *VCF_COLUMNS])))
+    sheet = sheet.fillna("").reset_index(drop=True)
+    vcf_samples: dict[str, list[str]] = {}
+    for i, row in sheet.iterrows():
+        here = f"{where} {row_name} {i + 1} (variety {row['variety']}, mark {row['mark']})"
+        _check_row(row, here)
+        for column in PATH_COLUMNS:
+            if row[column]:
+                sheet.loc[i, column] = str((base / row[column]).resolve())
+        if row["vcf"]:
+            vcf = sheet.loc[i, "vcf"]
+            known = vcf_samples.setdefault(vcf, variants.read_samples(vcf))
+            if row["vcf_sample"] not in known:
+                more = f" ... ({len(known)} in all)" if len(known) > 20 else ""
+                raise ValueError(f"{here}: vcf_sample {row['vcf_sample']!r} is not a sample of the VCF "
+                                 f"{vcf}, which has {', '.join(known[:20])}{more}.")
     return sheet
 
 
 def read_sample_sheet(path: Path) -> pd.DataFrame:
-    """A TSV of variety, mark, fasta, peaks; file paths relative to the sheet's folder become absolute."""
-    return _sample_table(pd.read_csv(path, sep="\t", dtype=str, comment="#"), Path(path).parent, str(path))
+    """A TSV of variety, mark, fasta, peaks (or variety, mark, reference, vcf, vcf_sample, peaks: the variety
+    as the reference plus a sample's variants); file paths relative to the sheet's folder become absolute."""
+    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#")
+    return _sample_table(sheet, Path(path).parent, str(path), "row")
 
 
 def sample_rows(samples: list[dict], data_dir: Path) -> pd.DataFrame:
     """The `samples` parameter (a sample sheet written in the experiment's YAML) as a sample sheet; file paths
     relative to `data_dir` become absolute."""
-    return _sample_table(pd.DataFrame(samples, dtype=str), Path(data_dir), "the samples parameter")
+    return _sample_table(pd.DataFrame(samples, dtype=str), Path(data_dir), "the samples parameter", "entry")
+
+
+def reference_of(row) -> str:
+    """The reference-coordinate genome of a sample row: its reference FASTA, else its own FASTA."""
+    return row["reference"] or row["fasta"]
+
+
+def variety_window_tokens(genome: sequence.Genome, loaded: variants.Variants | None, sample: str | None,
+                          windows: pd.DataFrame, window: int, span: int = 1_000_000) -> list[np.ndarray]:
+    """Tokens of `sample`'s window at each reference window start (chrom, start), as the map builds them
+    (variants.variety_windows): the `window` variety bases from where the reference start lies in the
+    variety, shorter where the chromosome runs out. Windows are built chromosome by chromosome in stretches
+    of at most `span` bp of reference."""
+    out: list[np.ndarray] = [np.empty(0, np.uint8)] * len(windows)
+    at = np.arange(len(windows))
+    for chrom, rows in windows.groupby("chrom", sort=False):
+        starts = rows["start"].to_numpy(np.int64)
+        order = np.argsort(starts, kind="stable")
+        starts, where = starts[order], at[windows["chrom"].to_numpy() == chrom][order]
+        size = genome.chrom_sizes[chrom]
+        breaks = np.flatnonzero(np.diff(starts) > span) + 1
+        for chunk, index in zip(np.split(starts, breaks), np.split(where, breaks), strict=True):
+            lo, hi = int(chunk[0]), min(size, int(chunk[-1]) + window)
+            while True:  # deletions pull bases in from past hi: read on until the last window is whole
+                seq, offsets = variants.variety_sequence(genome, loaded, sample, chrom, lo, hi)
+                offsets = offsets[chunk - lo]
+                short = int(offsets[-1]) + window - len(seq)
+                if short <= 0 or hi == size:
+                    break
+                hi = min(size, hi + short + window)
+            for i, offset in zip(index, offsets, strict=True):
+                out[i] = seq[offset : offset + window]
+    return out
+
+
+def _load_vcfs(rows: pd.DataFrame, **load_kw) -> dict[tuple[str, str], variants.Variants]:
+    """Each (vcf, reference) of the rows loaded once, for the samples the rows name."""
+    loaded = {}
+    for (vcf, reference), group in rows[rows["vcf"] != ""].groupby(["vcf", "reference"], sort=False):
+        names = list(dict.fromkeys(group["vcf_sample"]))
+        loaded[vcf, reference] = variants.Variants.load(vcf, sequence.Genome(reference), samples=names,
+                                                        **load_kw)
+    return loaded
+
+
+def split_windows(table: pd.DataFrame, val_chroms: list[str], test_chroms: list[str],
+                  val_varieties: list[str] = (), test_varieties: list[str] = ()) -> pd.DataFrame:
+    """split (train / val / test) and held_out_by (region, variety, region+variety, or "" in train) per
+    window: held out for test when its centre lies in a test region or its variety is a test variety, else
+    for validation likewise."""
+    known = list(dict.fromkeys(table["variety"]))
+    for name, chosen in (("val_varieties", val_varieties), ("test_varieties", test_varieties)):
+        unknown = [v for v in chosen if v not in known]
+        if unknown:
+            raise ValueError(f"{name} {unknown} are not varieties of the sample sheet's rows of this mark "
+                             f"({', '.join(known)}).")
+    both = sorted(set(val_varieties) & set(test_varieties))
+    if both:
+        raise ValueError(f"varieties {both} are in both val_varieties and test_varieties.")
+    by_region = intervals.split_by_region(table, list(val_chroms), list(test_chroms))
+    variety = table["variety"].to_numpy()
+    by_variety = np.where(np.isin(variety, list(test_varieties)), "test",
+                          np.where(np.isin(variety, list(val_varieties)), "val", "train"))
+    split = np.where((by_region == "test") | (by_variety == "test"), "test",
+                     np.where((by_region == "val") | (by_variety == "val"), "val", "train"))
+    region, held = by_region == split, by_variety == split
+    reason = np.where(region & held, "region+variety", np.where(region, "region", "variety"))
+    return table.assign(split=split, held_out_by=np.where(split == "train", "", reason))
 
 
 def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negatives_per_positive: float,
                 val_chroms: list[str], test_chroms: list[str], seed: int, max_sequences: int = 0,
                 max_n_fraction: float = 0.1, background: str = "random",
-                exclude_bed: Path | None = None, max_test_sequences: int = 0, min_length: int = 0) -> dict:
+                exclude_bed: Path | None = None, max_test_sequences: int = 0, min_length: int = 0,
+                val_varieties: list[str] = (), test_varieties: list[str] = (), **load_kw) -> dict:
     """Windows centred on the mark's peak summits (label 1) and windows off any peak (label 0), per variety;
-    windows with more than `max_n_fraction` N are rejected, and the split holds out the chromosomes or
-    chrom:start-end regions of `val_chroms` and `test_chroms` (intervals.split_by_region).
+    windows with more than `max_n_fraction` N are rejected, and the split (split_windows) holds out the
+    chromosomes or chrom:start-end regions of `val_chroms` and `test_chroms` and the varieties of
+    `val_varieties` and `test_varieties`.
 
     `sample_sheet` is a TSV path or a table from read_sample_sheet / sample_rows; peaks files may be BEDs of
-    labelled windows (intervals.read_peaks).
+    labelled windows (intervals.read_peaks). A variety given as reference + VCF sample has its peaks and
+    windows in reference coordinates and its windows' tokens built as the map builds them
+    (variety_window_tokens; load_kw: het, missing, chrom_alias for variants.Variants.load); its GC-matched
+    background is matched on the reference's GC.
 
     background "random" draws negatives uniformly off the peaks, "gc_matched" matches the positives' GC
     histogram; windows overlapping `exclude_bed` are neither positives nor negatives (`excluded` counts the
@@ -203,9 +311,9 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
     """
     if window < min_length:
         raise ValueError(f"window {window} bp is shorter than the largest k-mer ({min_length} bp).")
-    if not val_chroms or not test_chroms:
-        raise ValueError("genome mode needs val_chroms and test_chroms: the chromosomes or regions held out "
-                         "for validation and test")
+    if not (val_chroms or val_varieties) or not (test_chroms or test_varieties):
+        raise ValueError("genome mode needs val_chroms or val_varieties, and test_chroms or test_varieties: "
+                         "the chromosomes, regions or varieties held out for validation and test")
     if background not in ("random", "gc_matched"):
         raise ValueError(f"background must be 'random' or 'gc_matched', got {background!r}")
     is_table = isinstance(sample_sheet, pd.DataFrame)
@@ -215,12 +323,14 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
         where, marks = "the sample sheet" if is_table else sample_sheet, sorted(set(sheet["mark"]))
         raise ValueError(f"{where} has no sample of mark {mark!r}; its marks are {marks}")
     tables, tokens, excluded = [], [], 0
-    for n, sample in enumerate(rows.itertuples()):
-        genome = sequence.Genome(sample.fasta)
-        held_chroms = {intervals.held_out_region(r)[0] for r in val_chroms + test_chroms}
+    loaded = _load_vcfs(rows, **load_kw)
+    for n, (_, sample) in enumerate(rows.iterrows()):
+        fasta = reference_of(sample)
+        genome = sequence.Genome(fasta)
+        held_chroms = {intervals.held_out_region(r)[0] for r in [*val_chroms, *test_chroms]}
         unknown = held_chroms - set(genome.chrom_sizes)
         if unknown:
-            raise ValueError(f"held-out chromosome(s) {sorted(unknown)} are not in {sample.fasta}; "
+            raise ValueError(f"held-out chromosome(s) {sorted(unknown)} are not in {fasta}; "
                              f"it has {list(genome.chrom_sizes)}")
         peaks = intervals.read_peaks(sample.peaks, genome.chrom_sizes, mark)
         exclude = None if exclude_bed is None else intervals.read_peaks(exclude_bed, genome.chrom_sizes)
@@ -239,8 +349,12 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
                                                      seed + n)
         windows = pd.concat([positives, negatives.assign(label=0)], ignore_index=True)
         windows = windows[["chrom", "start", "end", "label"]].assign(variety=sample.variety)
-        spans = zip(windows.chrom, windows.start, windows.end, strict=True)
-        tokens.extend(genome.tokens(chrom, start, end) for chrom, start, end in spans)
+        if sample.vcf:
+            tokens.extend(variety_window_tokens(genome, loaded[sample.vcf, sample.reference],
+                                                sample.vcf_sample, windows, window))
+        else:
+            spans = zip(windows.chrom, windows.start, windows.end, strict=True)
+            tokens.extend(genome.tokens(chrom, start, end) for chrom, start, end in spans)
         tables.append(windows)
     table = pd.concat(tables, ignore_index=True)
     n_rich = np.array([np.mean(t == sequence.N) > max_n_fraction for t in tokens])
@@ -250,7 +364,14 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
                       f"rejected ({positives} of them positives)", stacklevel=2)
         table = table[~n_rich].reset_index(drop=True)
         tokens = [t for t, bad in zip(tokens, n_rich, strict=True) if not bad]
-    table["split"] = intervals.split_by_region(table, list(val_chroms), list(test_chroms))
+    table = split_windows(table, val_chroms, test_chroms, val_varieties, test_varieties)
+    seen = (table["held_out_by"] == "variety").sum()
+    if seen:
+        held = sorted(set(val_varieties) | set(test_varieties))
+        warnings.warn(f"{seen} held-out windows of {held} lie outside the held-out regions, where other "
+                      f"varieties' training windows sit at the same reference positions: they test a known "
+                      f"locus in a new variety (held_out_by: region+variety marks the windows new in both)",
+                      stacklevel=2)
     cuts, keep = [], []
     limits = {"train": ("max_sequences", max_sequences), "val": ("max_sequences", max_sequences),
               "test": ("max_test_sequences", max_test_sequences)}

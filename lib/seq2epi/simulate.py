@@ -174,8 +174,16 @@ def simulate_demo(
     n_varieties: int = 3,
     marks: tuple[str, ...] = ("H3K4me3", "H3K27me3"),
     seed: int = 0,
+    sheet: str = "fasta",
 ) -> Path:
-    """Write genome.fa, V<i>.fa, variants.vcf, genes.gff, peaks/ and samples.tsv; return samples.tsv."""
+    """Write genome.fa, V<i>.fa, variants.vcf, genes.gff, peaks/ and samples.tsv; return samples.tsv.
+
+    V1 is the reference. The sheet gives each variety as its FASTA (`sheet="fasta"`), or as the reference
+    plus its sample of variants.vcf (`sheet="vcf"`); the varieties differ by SNVs, so peaks called on a
+    variety's own sequence are in reference coordinates either way.
+    """
+    if sheet not in ("fasta", "vcf"):
+        raise ValueError(f"sheet must be 'fasta' or 'vcf', got {sheet!r}.")
     unknown = [m for m in marks if m not in RULES]
     if unknown:
         raise ValueError(f"marks {unknown} have no simulation rule; choose from {list(RULES)}.")
@@ -208,7 +216,8 @@ def simulate_demo(
             chroms[name] = arr.tobytes().decode()
         varieties[f"V{v}"] = chroms
     _write(out / "genes.gff", "\n".join(gff) + "\n")
-    samples = ["variety\tmark\tfasta\tpeaks"]
+    columns = ["fasta"] if sheet == "fasta" else ["reference", "vcf", "vcf_sample"]
+    samples = ["\t".join(["variety", "mark", *columns, "peaks"])]
     for variety, chroms in varieties.items():
         fasta = "genome.fa" if variety == "V1" else f"{variety}.fa"
         _write(out / fasta, _fasta(chroms))
@@ -222,8 +231,9 @@ def simulate_demo(
                     )
             peaks = f"peaks/{variety}_{mark}.narrowPeak"
             _write(out / peaks, "\n".join(rows) + "\n")
-            samples.append(f"{variety}\t{mark}\t{fasta}\t{peaks}")
-    if n_varieties > 1:
+            given = fasta if sheet == "fasta" else f"genome.fa\tvariants.vcf\t{variety}"
+            samples.append(f"{variety}\t{mark}\t{given}\t{peaks}")
+    if n_varieties > 1 or sheet == "vcf":
         _write(out / "variants.vcf", _vcf(ref, varieties))
     _write(out / "samples.tsv", "\n".join(samples) + "\n")
     return out / "samples.tsv"
