@@ -15,13 +15,16 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def workbook(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workbook")
+def new_workbook(root: Path) -> Path:
     for folder in ("notebooks", "parameters"):
         shutil.copytree(REPO / folder, root / folder)
     (root / "executed").mkdir()
     return root
+
+
+@pytest.fixture(scope="module")
+def workbook(tmp_path_factory):
+    return new_workbook(tmp_path_factory.mktemp("workbook"))
 
 
 def run(workbook, monkeypatch, *args) -> int:
@@ -61,7 +64,8 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
 
 
-def test_pretraining_stage_hands_its_encoder_to_training(workbook, monkeypatch):
+def test_pretraining_stage_hands_its_encoder_to_training(tmp_path, monkeypatch):
+    workbook = new_workbook(tmp_path)  # its own: the smoke record stays the newest of the shared workbook
     pretrain = ["-p", f"data_dir={REPO / 'tests' / 'data'}", "-p", "pretrain_fasta=[pretrain.fa]",
                 "-p", "pretrain_window=50", "-p", "pretrain_windows=64", "-p", "pretrain_epochs=2"]
     assert run(workbook, monkeypatch, "run", "smoke", "--stages", "00,01,02", "-q", *pretrain) == 0
