@@ -49,10 +49,12 @@ def data_dir(value: str | None = None, root: Path | None = None) -> Path:
 
 
 def optional_stages(params: dict) -> set[str]:
-    """Stages an experiment runs only when it asks for them: 00_pretrain when it names sequence, 06_score
-    when it names a record to score with."""
-    optional = set() if params.get("pretrain_fasta") or params.get("pretrain_csv") else {"00_pretrain"}
-    return optional | (set() if params.get("score_record") else {"06_score"})
+    """Stages an experiment does not ask for: 00_pretrain unless it names sequence to pretrain on; 06_score
+    unless it names a record to score with, and then every other stage (a scoring job trains nothing)."""
+    if params.get("score_record"):
+        return set(STAGES) - {"06_score"}
+    pretraining = params.get("pretrain_fasta") or params.get("pretrain_csv")
+    return {"06_score"} | (set() if pretraining else {"00_pretrain"})
 
 
 def idle_stages(params: dict) -> dict[str, str]:
