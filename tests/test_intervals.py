@@ -266,3 +266,15 @@ def test_window_scores_average_the_overlapping_bins():
                           "score": [0.1, 0.3, 0.5, 0.7]})
     windows = pd.DataFrame({"chrom": ["chr1", "chr1", "chr2"], "start": [5, 30, 0], "end": [25, 40, 10]})
     np.testing.assert_allclose(window_scores(track, windows), [0.3, 0.7, np.nan])
+
+
+def test_promoters_sit_upstream_of_the_tss_on_either_strand_and_intergenic_windows_avoid_genes():
+    from seq2epi.intervals import intergenic_windows, promoter_windows
+
+    genes = pd.DataFrame({"chrom": ["c1", "c1", "c1"], "start": [5000, 20000, 500], "end": [8000, 24000, 900],
+                          "strand": ["+", "-", "+"], "name": ["a", "b", "c"]})
+    promoters = promoter_windows(genes, {"c1": 50_000}, upstream=1000)
+    assert promoters[["start", "end", "name"]].values.tolist() == [[4000, 5000, "a"], [24000, 25000, "b"]]
+    background = intergenic_windows(genes, {"c1": 50_000}, 1000, 20, seed=0, margin=2000)
+    assert len(background) == 20 and not overlaps(background, genes.assign(
+        start=genes["start"] - 2000, end=genes["end"] + 2000)).any()

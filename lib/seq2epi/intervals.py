@@ -329,3 +329,22 @@ def window_scores(track: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
     scores = np.full(len(windows), np.nan)
     scores[means.index.to_numpy()] = means.to_numpy()
     return scores
+
+
+def promoter_windows(genes: pd.DataFrame, chrom_sizes: dict[str, int], upstream: int = 1000) -> pd.DataFrame:
+    """The `upstream` bp before each gene's TSS (strand-aware: before `start` on +, after `end` on -), as
+    chrom,start,end,name; promoters running off their chromosome are left out."""
+    plus = genes["strand"].to_numpy() != "-"
+    tss = np.where(plus, genes["start"].to_numpy(), genes["end"].to_numpy())
+    start = np.where(plus, tss - upstream, tss)
+    out = pd.DataFrame({"chrom": genes["chrom"].to_numpy(), "start": start, "end": start + upstream,
+                        "name": genes["name"].to_numpy()})
+    sizes = out["chrom"].map(chrom_sizes)
+    return out[(out["start"] >= 0) & (out["end"] <= sizes)].reset_index(drop=True)
+
+
+def intergenic_windows(genes: pd.DataFrame, chrom_sizes: dict[str, int], window: int, n: int, seed: int,
+                       margin: int = 2000) -> pd.DataFrame:
+    """`n` random windows at least `margin` bp from every gene (so off their promoters too), sorted."""
+    blocked = genes.assign(start=(genes["start"] - margin).clip(lower=0), end=genes["end"] + margin)
+    return background_windows(blocked[["chrom", "start", "end"]], chrom_sizes, window, n, seed)
