@@ -275,3 +275,22 @@ def test_excluded_sequences_stay_out_of_training(tmp_path):
     with pytest.warns(UserWarning, match="1 sequences of .*train.csv are held out of training"):
         data = prepare.from_csv(train, DATA / "labeled.csv", 0.0, 0, exclude=held, crop_length=6)
     assert (data["split"] != "test").sum() == 3 and data["tokens"].shape[1] == 6
+
+
+# --- which test windows overlap training windows, recorded per window (issue 12)
+
+def test_the_table_marks_the_test_windows_that_overlap_train(tmp_path, marks_csvs):
+    dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 1000))
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i % 2}\n" for i in range(0, 500, 100)))
+    rc = sequence.decode(sequence.reverse_complement(sequence.encode(dna[150:250])))
+    test.write_text(f"sequence,label\n{dna[450:550]},1\n{dna[700:800]},0\n{rc},1\n")
+    with pytest.warns(UserWarning, match="2 of 3 sequences"):
+        data = prepare.from_csv(train, test, 0.2, seed=0)
+    assert data["table"]["overlaps_train"].tolist() == [False] * 5 + [True, False, True]
+    with pytest.warns(UserWarning, match="also occur in the train CSV"):
+        multi = prepare.from_csv_multi(*marks_csvs, val_fraction=0.0, seed=0)
+    assert not multi["table"]["overlaps_train"].any()  # 5-bp windows share no 31-mer
+    assert prepare.overlaps_train([dna[:100]], [dna[69:169], dna[500:600]]).tolist() == [True, False]
+    assert prepare.overlaps_train([dna[:100]], [dna[70:170]]).tolist() == [False]  # 30 bp shared
+    assert prepare.overlaps_train([dna[:100]], [dna[70:170], dna[69:169]]).tolist() == [True, True]  # via
