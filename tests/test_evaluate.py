@@ -111,6 +111,10 @@ def test_the_stack_weighs_two_models_on_validation_and_beats_either_alone():
     assert weights["a"] > weights["b"] > 5 * abs(weights["noise"])
     stacked = roc_auc_score(y[1], stack.score(probs[1]))
     assert stacked > max(roc_auc_score(y[1], probs[1, :, m]) for m in range(2)) + 0.01
+    timid = 1 / (1 + np.exp(-0.02 * np.log(probs / (1 - probs))))  # model a's logits shrunk 50-fold
+    timid[..., 1:] = probs[..., 1:]
+    again = evaluate.Stack().fit(timid[0], y[0])
+    assert roc_auc_score(y[1], again.score(timid[1])) == pytest.approx(stacked, abs=0.002)
 
 
 def test_evaluate_target_stacks_the_transformer_with_the_kmer_regression():

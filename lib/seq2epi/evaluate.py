@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from seq2epi import baselines, calibrate, intervals, metrics, predict, sequence
 
@@ -52,20 +54,22 @@ def _logit(p) -> np.ndarray:
 
 
 class Stack:
-    """A logistic regression on the logits of several models' probabilities [n, models], fitted on
-    validation: how much of each model to trust, learned where the test split is not looked at."""
+    """A logistic regression on the standardised logits of several models' probabilities [n, models], fitted
+    on validation: how much of each model to trust, learned where the test split is not looked at (the
+    standardising keeps a model with timid logits from being out-weighed by the penalty alone)."""
 
     def fit(self, probs, labels):
-        self.model = LogisticRegression().fit(_logit(probs), labels)
+        self.model = make_pipeline(StandardScaler(), LogisticRegression()).fit(_logit(probs), labels)
         return self
 
     def score(self, probs) -> np.ndarray:
         return self.model.predict_proba(_logit(probs))[:, 1]
 
     def weights(self, names) -> dict:
-        """The fitted coefficient of each model's logit, and the intercept."""
-        coef = dict(zip(names, self.model.coef_[0].tolist(), strict=True))
-        return coef | {"intercept": float(self.model.intercept_[0])}
+        """The fitted coefficient of each model's standardised logit, and the intercept."""
+        regression = self.model[-1]
+        coef = dict(zip(names, regression.coef_[0].tolist(), strict=True))
+        return coef | {"intercept": float(regression.intercept_[0])}
 
 
 def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
