@@ -3,8 +3,10 @@
     python benchmarks/accuracy.py smep_h3k4me3 smep_h3k27me3 smep_h3k9ac 0503_train1 ...
 
 Each experiment's newest record (or a record folder's name) gives one row per model (transformer, GC content,
-k-mer logistic regression): test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target
-(AUROC 0.95, MCC 0.75), and the transformer's validation AUROC at its chosen epoch (what selection saw).
+k-mer logistic regression, and the validation-fitted stack of transformer + k-mer LR where the record has it):
+test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target (AUROC 0.95, MCC 0.75), and
+the transformer's validation AUROC at its chosen epoch (what selection saw). Where a record also scored the
+test windows that overlap no training window, their AUROC and MCC (and how many they are) join each row.
 """
 
 import argparse
@@ -12,31 +14,57 @@ from pathlib import Path
 
 from seq2epi import parameters, records
 
-MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR"}
+MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR",
+          "stack": "stack (transformer + k-mer LR)"}
+COLUMNS = ["mark", "model", "val AUROC", "test AUROC [95 % CI]", "test AUPRC [95 % CI]", "test MCC [95 % CI]",
+           "gap to 0.95 / 0.75", "record, command"]
+OVERLAP_FREE = ["overlap-free test AUROC [95 % CI]", "overlap-free test MCC [95 % CI]",
+                "n overlap-free / test"]
 
 
 def cell(metrics: dict, key: str) -> str:
+    if key not in metrics:  # e.g. overlap-free windows of one class only
+        return ""
     low, high = metrics["ci95"][key]
     return f"{metrics[key]:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def rows(path: Path) -> list[str]:
+def model_name(key: str, m: dict) -> str:
+    if key == "kmer_logistic" and "k_max" in m:  # 1..k-mers, k and C chosen on validation
+        edge = ", C at the grid's edge" if m.get("C_at_edge") else ""
+        return f"{MODELS[key]} (1-{m['k_max']}{edge})"
+    return MODELS[key]
+
+
+def rows(path: Path) -> list[dict]:
     record = records.read_record(path)
     metrics = record.metrics
     command = f"`seq2epi run {record.params['experiment']}`"
     val_auc = record.history["val_auc"].max()
     out = []
     for mark, per_model in metrics["marks"].items():
-        for key, name in MODELS.items():
+        for key in (k for k in MODELS if k in per_model):
             m = per_model[key]
-            if key == "kmer_logistic" and "k_max" in m:  # 1..k-mers, k chosen on validation
-                name = f"{MODELS[key]} (1-{m['k_max']})"
             gap = f"{m['auroc'] - 0.95:+.3f} / {m['mcc'] - 0.75:+.3f}" if key == "transformer" else ""
             val = f"{val_auc:.3f}" if key == "transformer" and len(metrics["marks"]) == 1 else ""
             link = f"[{record.name}](../executed/{record.name}/)" + (f" {command}" if gap else "")
-            out.append(f"| {mark} | {name} | {val} | {cell(m, 'auroc')} | {cell(m, 'auprc')} "
-                       f"| {cell(m, 'mcc')} | {gap} | {link} |")
+            row = dict(zip(COLUMNS, [mark, model_name(key, m), val, cell(m, "auroc"), cell(m, "auprc"),
+                                     cell(m, "mcc"), gap, link], strict=True))
+            if "overlap_free" in m:
+                free = m["overlap_free"]
+                row.update(zip(OVERLAP_FREE, [cell(free, "auroc"), cell(free, "mcc"),
+                                              f"{free['n']} / {m.get('n', metrics['n_test'])}"], strict=True))
+            out.append(row)
     return out
+
+
+def table(all_rows: list[dict]) -> str:
+    """The markdown table; the overlap-free columns only when some record has them."""
+    extra = OVERLAP_FREE if any(OVERLAP_FREE[0] in r for r in all_rows) else []
+    columns = COLUMNS[:-1] + extra + COLUMNS[-1:]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r.get(c, "") for c in columns) + " |" for r in all_rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -45,11 +73,7 @@ def main() -> None:
     parser.add_argument("experiments", nargs="+")
     args = parser.parse_args()
     executed = parameters.project_root() / "executed"
-    print("| mark | model | val AUROC | test AUROC [95 % CI] | test AUPRC [95 % CI] | test MCC [95 % CI] "
-          "| gap to 0.95 / 0.75 | record, command |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name in args.experiments:
-        print("\n".join(rows(records.find_record(executed, name))))
+    print(table([row for name in args.experiments for row in rows(records.find_record(executed, name))]))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def test_kmer_spectrum_counts_and_skips_n_and_pad():
 def test_kmer_logistic_finds_a_planted_motif_that_gc_cannot_see():
     train, val, test = planted(400, 0), planted(200, 1), planted(200, 2)
     model, val_auroc = baselines.select_kmer_logistic(train, val)
-    assert set(val_auroc) == {(k, C) for k in (3, 4, 6) for C in (1e-3, 1e-2, 1e-1, 1.0)}
+    assert set(val_auroc) == {(k, C) for k in (3, 4, 6) for C in baselines.KMER_CS}
     assert val_auroc[model.k_max, model.model[-1].C] == max(val_auroc.values())
     assert roc_auc_score(test[2], model.score(*test[:2])) > 0.8
     gc = baselines.GCContent().fit(*train)
@@ -40,3 +40,12 @@ def test_gc_content_score_takes_the_sign_of_the_training_data():
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     gc = baselines.GCContent().fit(tokens, lengths, np.array([1, 1, 0, 0]))
     assert gc.sign == -1.0 and gc.score(tokens, lengths)[0] > gc.score(tokens, lengths)[2]
+
+
+# --- the regularisation grid (issue 12)
+
+def test_the_c_grid_reaches_past_the_old_edge_and_tells_an_edge_choice():
+    assert min(baselines.KMER_CS) <= 1e-5 < 1e-3 < max(baselines.KMER_CS)  # 1e-3 was the old smallest
+    assert baselines.at_grid_edge(min(baselines.KMER_CS)) and baselines.at_grid_edge(max(baselines.KMER_CS))
+    assert not baselines.at_grid_edge(1e-3)
+    assert baselines.at_grid_edge(1e-3, Cs=(1e-3, 1e-2))

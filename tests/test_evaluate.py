@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from seq2epi import evaluate, sequence
+from seq2epi import baselines, evaluate, predict, sequence
 
 
 def planted(n: int, seed: int):
@@ -19,14 +20,14 @@ def test_evaluate_target_scores_the_transformer_beside_the_baselines():
     parts = {"train": planted(300, 0), "val": planted(100, 1), "test": planted(100, 2)}
     probs = {"val": parts["val"][2] * 0.8 + 0.1, "test": parts["test"][2] * 0.8 + 0.1}
     results, curves = evaluate.evaluate_target(parts, probs, n_boot=200)
-    assert set(results) == {"transformer", "gc_content", "kmer_logistic"}
+    assert set(results) == {"transformer", "gc_content", "kmer_logistic", "stack"}
     assert results["transformer"]["auroc"] == 1.0 and results["transformer"]["mcc"] == 1.0
     assert results["transformer"]["ci95"]["auroc"] == (1.0, 1.0)
     assert 0.3 < results["gc_content"]["auroc"] < 0.7
     assert len(curves["kmer_logistic"][0]) == 100
     assert results["kmer_logistic"]["k_max"] in (3, 4, 6) and results["kmer_logistic"]["C"] > 0
     table = evaluate.summary_table({"H3K4me3": results})
-    assert table.loc[0, "auroc"] == "1.000 [1.000, 1.000]" and len(table) == 3
+    assert table.loc[0, "auroc"] == "1.000 [1.000, 1.000]" and len(table) == 4
 
 
 def test_unlabelled_rows_of_a_target_are_left_out():
@@ -96,3 +97,75 @@ def test_calibrate_marks_fits_val_and_reports_test_before_and_after():
     before, after = report["H3K4me3"]["before"], report["H3K4me3"]["after"]
     assert after["ece"] < before["ece"] / 2 and after["brier"] < before["brier"]
     assert report["H3K9ac"]["after"]["ece"] == pytest.approx(report["H3K9ac"]["before"]["ece"], abs=0.02)
+
+
+# --- the stack, the test windows that overlap no training window, and both strands (issue 12)
+
+def test_the_stack_weighs_two_models_on_validation_and_beats_either_alone():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (2, 2000))
+    signal = lambda noise: 1 / (1 + np.exp(-(2 * y - 1 + rng.normal(0, noise, y.shape))))  # noqa: E731
+    probs = np.stack([signal(1.0), signal(1.5), rng.random(y.shape)], -1)  # [split, n, models]
+    stack = evaluate.Stack().fit(probs[0], y[0])
+    weights = stack.weights(["a", "b", "noise"])
+    assert weights["a"] > weights["b"] > 5 * abs(weights["noise"])
+    stacked = roc_auc_score(y[1], stack.score(probs[1]))
+    assert stacked > max(roc_auc_score(y[1], probs[1, :, m]) for m in range(2)) + 0.01
+    timid = 1 / (1 + np.exp(-0.02 * np.log(probs / (1 - probs))))  # model a's logits shrunk 50-fold
+    timid[..., 1:] = probs[..., 1:]
+    again = evaluate.Stack().fit(timid[0], y[0])
+    assert roc_auc_score(y[1], again.score(timid[1])) == pytest.approx(stacked, abs=0.002)
+
+
+def test_evaluate_target_stacks_the_transformer_with_the_kmer_regression():
+    parts = {"train": planted(300, 0), "val": planted(100, 1), "test": planted(100, 2)}
+    probs = {"val": parts["val"][2] * 0.8 + 0.1, "test": parts["test"][2] * 0.8 + 0.1}
+    results, curves = evaluate.evaluate_target(parts, probs, n_boot=100)
+    assert results["stack"]["auroc"] > 0.99 and set(results["stack"]["weights"]) == {
+        "transformer", "kmer_logistic", "intercept"}
+    assert results["stack"]["weights"]["transformer"] > 0 and len(curves["stack"][1]) == 100
+    kmer = results["kmer_logistic"]
+    assert kmer["C_at_edge"] == (kmer["C"] in (min(baselines.KMER_CS), max(baselines.KMER_CS)))
+
+
+def test_overlap_free_metrics_keep_the_validation_threshold_on_the_clean_test_rows():
+    parts = {"train": planted(300, 0), "val": planted(100, 1), "test": planted(100, 2)}
+    y_test = parts["test"][2]
+    overlapping = np.arange(100) < 30
+    noise = np.random.default_rng(0).random(100)
+    test = np.where(overlapping, noise, y_test * 0.8 + 0.1)  # perfect on the rows that overlap nothing
+    probs = {"val": parts["val"][2] * 0.8 + 0.1, "test": test}
+    results, _ = evaluate.evaluate_target(parts, probs, n_boot=100, overlap_free=~overlapping)
+    transformer = results["transformer"]
+    assert transformer["n"] == 100 and transformer["overlap_free"]["n"] == 70
+    assert transformer["auroc"] < 0.99 and transformer["overlap_free"]["auroc"] == 1.0
+    assert transformer["overlap_free"]["threshold"] == transformer["threshold"]
+    assert all("overlap_free" in m for m in results.values())
+    table = evaluate.side_by_side({"K4": results})
+    assert table.loc[0, "auroc overlap-free"] == "1.000 [1.000, 1.000]"
+    assert table.loc[0, "n"] == 100 and table.loc[0, "n overlap-free"] == 70
+    one_class = ~overlapping & (y_test == 1)
+    results, _ = evaluate.evaluate_target(parts, probs, n_boot=100, overlap_free=one_class)
+    assert results["transformer"]["overlap_free"] == {"n": int(one_class.sum())}  # no AUROC without negatives
+    assert evaluate.side_by_side({"K4": results}).loc[0, "auroc overlap-free"] == ""
+    without, _ = evaluate.evaluate_target(parts, probs, n_boot=100)
+    assert "overlap_free" not in without["transformer"]
+
+
+def test_strand_readings_match_predicts_and_are_scored_side_by_side(toy_model):
+    model = toy_model()
+    parts = {name: planted(60, seed) for seed, name in enumerate(("train", "val", "test"))}
+    readings = evaluate.strand_probs(model, parts, batch_size=16)
+    for name in ("val", "test"):
+        tokens, lengths, _ = parts[name]
+        forward = predict.predict(model, tokens, lengths)
+        np.testing.assert_allclose(readings["forward"][name], forward, atol=1e-6)
+        both = predict.predict(model, tokens, lengths, rc_average=True)
+        np.testing.assert_allclose(readings["rc_average"][name], both, atol=1e-6)
+    assert not np.allclose(readings["forward"]["test"], readings["rc_average"]["test"])
+    scored = evaluate.score_strands(parts, readings, n_boot=50, overlap_free=np.arange(60) % 3 > 0)
+    assert set(scored) == {"forward", "rc_average"} and scored["forward"]["overlap_free"]["n"] == 40
+    main, _ = evaluate.evaluate_target(parts, readings["forward"], n_boot=50)
+    assert scored["forward"]["auroc"] == main["transformer"]["auroc"]
+    table = evaluate.side_by_side({"K4": scored}, what="reading")
+    assert table["reading"].tolist() == ["forward", "rc_average"]

@@ -137,3 +137,15 @@ def test_a_failing_cell_exits_non_zero_naming_the_notebook_and_the_error(workboo
 def test_unknown_parameter_exits_with_a_one_line_error(workbook, monkeypatch, capsys):
     assert run(workbook, monkeypatch, "run", "smoke", "-p", "nlayer=3") == 2
     assert "unknown parameter 'nlayer'" in capsys.readouterr().err
+
+
+# --- 03's stack, strand readings and overlap bookkeeping (issue 12)
+
+def test_the_record_scores_the_stack_and_both_strand_readings(smoke_record):
+    metrics = json.loads((smoke_record / "metrics.json").read_text())
+    weights = metrics["marks"]["H3K4me3"]["stack"]["weights"]
+    assert set(weights) == {"transformer", "kmer_logistic", "intercept"}
+    assert set(metrics["strand"]["H3K4me3"]) == {"forward", "rc_average"} and metrics["rc_average"] is False
+    assert metrics["strand"]["H3K4me3"]["forward"]["auroc"] == metrics["transformer"]["auroc"]
+    assert metrics["n_test_overlapping_train"] is None  # genome mode: held-out chromosomes, not marked by 01
+    assert isinstance(metrics["kmer_logistic"]["C_at_edge"], bool)

@@ -361,3 +361,22 @@ def test_the_demos_vcf_varieties_give_the_windows_of_their_fasta(tmp_path):
     np.testing.assert_array_equal(built["fasta"]["tokens"], built["vcf"]["tokens"])
     pd.testing.assert_frame_equal(built["fasta"]["table"], built["vcf"]["table"])
     assert set(built["vcf"]["table"].query("variety == 'V3'")["split"]) == {"test"}
+
+
+# --- which test windows overlap training windows, recorded per window (issue 12)
+
+def test_the_table_marks_the_test_windows_that_overlap_train(tmp_path, marks_csvs):
+    dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 1000))
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i % 2}\n" for i in range(0, 500, 100)))
+    rc = sequence.decode(sequence.reverse_complement(sequence.encode(dna[150:250])))
+    test.write_text(f"sequence,label\n{dna[450:550]},1\n{dna[700:800]},0\n{rc},1\n")
+    with pytest.warns(UserWarning, match="2 of 3 sequences"):
+        data = prepare.from_csv(train, test, 0.2, seed=0)
+    assert data["table"]["overlaps_train"].tolist() == [False] * 5 + [True, False, True]
+    with pytest.warns(UserWarning, match="also occur in the train CSV"):
+        multi = prepare.from_csv_multi(*marks_csvs, val_fraction=0.0, seed=0)
+    assert not multi["table"]["overlaps_train"].any()  # 5-bp windows share no 31-mer
+    assert prepare.overlaps_train([dna[:100]], [dna[69:169], dna[500:600]]).tolist() == [True, False]
+    assert prepare.overlaps_train([dna[:100]], [dna[70:170]]).tolist() == [False]  # 30 bp shared
+    assert prepare.overlaps_train([dna[:100]], [dna[70:170], dna[69:169]]).tolist() == [True, True]  # via

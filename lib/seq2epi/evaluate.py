@@ -1,11 +1,17 @@
-"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation;
-calibrate the transformer's probabilities on validation."""
+"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation,
+on all test windows and on those that overlap no training window; stack the transformer with the k-mer
+regression on validation; read both strands; calibrate the transformer's probabilities on validation."""
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from seq2epi import baselines, calibrate, intervals, metrics
+from seq2epi import baselines, calibrate, intervals, metrics, predict, sequence
+
+_KEYS = ("auroc", "auprc", "mcc", "acc")
 
 
 def _labelled(part: tuple, target: int) -> tuple:
@@ -15,35 +21,123 @@ def _labelled(part: tuple, target: int) -> tuple:
     return tokens[rows], lengths[rows], labels[rows].astype(int), rows
 
 
-def _test_metrics(y_val, val_score, y_test, test_score, criterion: str, n_boot: int, seed: int) -> dict:
-    """The protocol: the threshold chosen on validation, test metrics at it with bootstrap 95 % intervals."""
-    threshold = metrics.choose_threshold(y_val, val_score, criterion)
-    result = metrics.binary_metrics(y_test, test_score, threshold)
-    result["ci95"] = metrics.bootstrap_ci(y_test, test_score, threshold, n_boot, seed)
+def _column(probs: dict, target: int, val_rows: np.ndarray, test_rows: np.ndarray) -> tuple:
+    """(val, test) scores of one target from probabilities [n] or [n, targets], labelled rows only."""
+    return tuple(probs[name].reshape(len(probs[name]), -1)[rows, target]
+                 for name, rows in (("val", val_rows), ("test", test_rows)))
+
+
+def _at(y, score, threshold: float, n_boot: int, seed: int) -> dict:
+    result = metrics.binary_metrics(y, score, threshold)
+    result["ci95"] = metrics.bootstrap_ci(y, score, threshold, n_boot, seed)
+    result["n"] = int(np.size(y))
     return result
 
 
+def _test_metrics(y_val, val_score, y_test, test_score, criterion: str, n_boot: int, seed: int,
+                  overlap_free: np.ndarray | None = None) -> dict:
+    """The protocol: the threshold chosen on validation, test metrics at it with bootstrap 95 % intervals;
+    with `overlap_free` (a mask of the test rows), the same at the same threshold on those rows alone (only
+    their count when they lack a class)."""
+    threshold = metrics.choose_threshold(y_val, val_score, criterion)
+    result = _at(y_test, test_score, threshold, n_boot, seed)
+    if overlap_free is not None:
+        y, score = np.asarray(y_test)[overlap_free], np.asarray(test_score)[overlap_free]
+        both = 0 < y.sum() < len(y)
+        result["overlap_free"] = _at(y, score, threshold, n_boot, seed) if both else {"n": int(len(y))}
+    return result
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+class Stack:
+    """A logistic regression on the standardised logits of several models' probabilities [n, models], fitted
+    on validation: how much of each model to trust, learned where the test split is not looked at (the
+    standardising keeps a model with timid logits from being out-weighed by the penalty alone)."""
+
+    def fit(self, probs, labels):
+        self.model = make_pipeline(StandardScaler(), LogisticRegression()).fit(_logit(probs), labels)
+        return self
+
+    def score(self, probs) -> np.ndarray:
+        return self.model.predict_proba(_logit(probs))[:, 1]
+
+    def weights(self, names) -> dict:
+        """The fitted coefficient of each model's standardised logit, and the intercept."""
+        regression = self.model[-1]
+        coef = dict(zip(names, regression.coef_[0].tolist(), strict=True))
+        return coef | {"intercept": float(regression.intercept_[0])}
+
+
 def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
-                    seed: int = 0) -> tuple[dict, dict]:
-    """Test metrics (with bootstrap intervals) of the transformer and both baselines for one target.
+                    seed: int = 0, overlap_free: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Test metrics (with bootstrap intervals) of the transformer, both baselines and their stack for one
+    target.
 
     `parts` maps train/val/test to (tokens, lengths, labels); `probs` maps val/test to the transformer's
-    probabilities ([n] or [n, targets]). Rows unlabelled (NaN) for the target are left out. Returns the
-    metrics per model and the test (labels, scores) per model for the curves.
+    probabilities ([n] or [n, targets]). Rows unlabelled (NaN) for the target are left out. The stack is a
+    Stack of the transformer and the k-mer regression fitted on validation, its threshold chosen there too.
+    `overlap_free`, a mask of the test rows (windows overlapping no training window), adds each model's
+    metrics on those rows under "overlap_free". Returns the metrics per model and the test (labels, scores)
+    per model for the curves.
     """
     train, val, test = (_labelled(parts[name], target) for name in ("train", "val", "test"))
     gc = baselines.GCContent().fit(*train[:3])
     kmer, _ = baselines.select_kmer_logistic(train[:3], val[:3], seed=seed)
-    column = {name: probs[name].reshape(len(probs[name]), -1)[:, target] for name in ("val", "test")}
-    scores = {"transformer": (column["val"][val[3]], column["test"][test[3]]),
+    transformer = _column(probs, target, val[3], test[3])
+    kmer_scores = (kmer.score(*val[:2]), kmer.score(*test[:2]))
+    pairs = [np.stack(pair, 1) for pair in zip(transformer, kmer_scores, strict=True)]
+    stack = Stack().fit(pairs[0], val[2])
+    scores = {"transformer": transformer,
               "gc_content": (gc.score(*val[:2]), gc.score(*test[:2])),
-              "kmer_logistic": (kmer.score(*val[:2]), kmer.score(*test[:2]))}
+              "kmer_logistic": kmer_scores,
+              "stack": (stack.score(pairs[0]), stack.score(pairs[1]))}
+    free = None if overlap_free is None else np.asarray(overlap_free, bool)[test[3]]
     results, curves = {}, {}
     for name, (val_score, test_score) in scores.items():
-        results[name] = _test_metrics(val[2], val_score, test[2], test_score, criterion, n_boot, seed)
+        results[name] = _test_metrics(val[2], val_score, test[2], test_score, criterion, n_boot, seed, free)
         curves[name] = (test[2], test_score)
-    results["kmer_logistic"].update(k_max=kmer.k_max, C=float(kmer.model[-1].C))  # chosen on validation
+    C = float(kmer.model[-1].C)  # k and C chosen on validation; at the grid's edge, the best may lie beyond
+    results["kmer_logistic"].update(k_max=kmer.k_max, C=C, C_at_edge=baselines.at_grid_edge(C))
+    results["stack"]["weights"] = stack.weights(("transformer", "kmer_logistic"))
     return results, curves
+
+
+def strand_probs(model, parts: dict, **predict_args) -> dict:
+    """Val and test probabilities read on the forward strand alone and averaged with the reverse
+    complement's: {"forward": {"val": p, "test": p}, "rc_average": {...}}; predict_args go to
+    predict.predict (rc_average=True there gives the second reading)."""
+    readings = {"forward": {}, "rc_average": {}}
+    for name in ("val", "test"):
+        tokens, lengths = parts[name][:2]
+        forward = predict.predict(model, tokens, lengths, **predict_args)
+        reverse = sequence.reverse_complement(tokens, lengths)
+        reverse = predict.predict(model, reverse, lengths, **predict_args)
+        readings["forward"][name], readings["rc_average"][name] = forward, (forward + reverse) / 2
+    return readings
+
+
+def score_strands(parts: dict, readings: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
+                  seed: int = 0, overlap_free: np.ndarray | None = None) -> dict:
+    """The transformer's test metrics under each reading of strand_probs, by evaluate_target's protocol."""
+    val, test = (_labelled(parts[name], target) for name in ("val", "test"))
+    free = None if overlap_free is None else np.asarray(overlap_free, bool)[test[3]]
+    results = {}
+    for reading, probs in readings.items():
+        val_score, test_score = _column(probs, target, val[3], test[3])
+        results[reading] = _test_metrics(val[2], val_score, test[2], test_score, criterion, n_boot, seed,
+                                         free)
+    return results
+
+
+def _cell(m: dict, key: str) -> str:
+    if key not in m:
+        return ""
+    low, high = m["ci95"][key]
+    return f"{m[key]:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def summary_table(results: dict) -> pd.DataFrame:
@@ -52,9 +146,22 @@ def summary_table(results: dict) -> pd.DataFrame:
     for mark, per_model in results.items():
         for name, m in per_model.items():
             row = {"mark": mark, "model": name, "threshold": m["threshold"]}
-            for key in ("auroc", "auprc", "mcc", "acc"):
-                low, high = m["ci95"][key]
-                row[key] = f"{m[key]:.3f} [{low:.3f}, {high:.3f}]"
+            row.update({key: _cell(m, key) for key in _KEYS})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def side_by_side(results: dict, keys=("auroc", "mcc"), what: str = "model") -> pd.DataFrame:
+    """One row per (mark, model): each metric [95 % CI] on all test windows beside the same on the test
+    windows that overlap no training window, with both counts; `results` as summary_table's (or
+    score_strands' per mark, what="reading")."""
+    rows = []
+    for mark, per_model in results.items():
+        for name, m in per_model.items():
+            free = m.get("overlap_free", {})
+            row = {"mark": mark, what: name, "n": m["n"], "n overlap-free": free.get("n")}
+            for key in keys:
+                row[key], row[f"{key} overlap-free"] = _cell(m, key), _cell(free, key)
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -71,6 +71,13 @@ def _drop_excluded(train: pd.DataFrame, exclude: set[str], where: Path) -> pd.Da
     return train[~held]
 
 
+def overlaps_train(train_seqs: list[str], test_seqs: list[str]) -> np.ndarray:
+    """Per test sequence: whether it shares a 31-bp stretch (either strand) with a train sequence, directly or
+    through other sequences (datasets.overlap_groups)."""
+    groups = datasets.overlap_groups(list(train_seqs) + list(test_seqs))
+    return np.isin(groups[len(train_seqs):], groups[:len(train_seqs)])
+
+
 def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0,
              crop_length: int = 0, exclude: set[str] = frozenset(), val_split: str = "overlap",
              max_test_sequences: int = 0, min_length: int = 0) -> dict:
@@ -81,8 +88,8 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     out; sequences are centre-cropped to `crop_length` when set; `max_sequences` cuts the training file and
     `max_test_sequences` the test file (0: all; `cuts` tells each cut); a sequence shorter than `min_length`
     (the largest k-mer) is refused. Also returns `duplicates` (test sequences also in train), `overlapping`
-    (test sequences sharing a 31-mer with a train sequence, duplicates included) and `balance`
-    (label_balance), warning on each.
+    (test sequences sharing a 31-mer with a train sequence, duplicates included; per window the table's
+    `overlaps_train` column, False for train and val rows) and `balance` (label_balance), warning on each.
     """
     _check_crop(crop_length, min_length)
     cuts = []
@@ -95,8 +102,8 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     if shared:
         warnings.warn(f"{shared} sequences of {test_csv} also occur in {train_csv}: train/test leakage",
                       stacklevel=2)
-    groups = datasets.overlap_groups(list(train["sequence"]) + list(test["sequence"]))
-    overlapping = int(np.isin(groups[len(train):], groups[:len(train)]).sum())
+    test_overlaps = overlaps_train(list(train["sequence"]), list(test["sequence"]))
+    overlapping = int(test_overlaps.sum())
     if overlapping > shared:
         warnings.warn(f"{overlapping} of {len(test)} sequences of {test_csv} share a 31-bp stretch (either "
                       f"strand) with a sequence of {train_csv}: overlapping windows, partial leakage",
@@ -108,7 +115,8 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     labels = np.concatenate([train["label"], test["label"]]).astype(np.float32)
     table = pd.DataFrame({"source": [str(train_csv)] * len(train) + [str(test_csv)] * len(test),
                           "line": list(train.index) + list(test.index), "length": lengths,
-                          "label": labels.astype(int), "split": split})
+                          "label": labels.astype(int), "split": split,
+                          "overlaps_train": np.concatenate([np.zeros(len(train), bool), test_overlaps])})
     balance = label_balance(labels, split, ["label"])
     _warn_imbalance(balance, str(test_csv))
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
@@ -122,7 +130,7 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
     labelled for a mark; identical sequences are merged (all their labels kept), marks in `train_csvs` order.
 
     A sequence in a test file and a train file stays in test only (a warning gives the count); the other
-    arguments and `cuts` are from_csv's.
+    arguments, `cuts` and the table's `overlaps_train` column are from_csv's.
     """
     marks = list(train_csvs)
     if set(test_csvs) != set(marks):
@@ -160,7 +168,10 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     balance = label_balance(labels, split, marks)
     _warn_imbalance(balance, "the test CSV files")
-    table = pd.DataFrame({"length": lengths, "split": split, "n_marks": (~np.isnan(labels)).sum(1)})
+    test_overlaps = overlaps_train(list(parts["train"]), list(parts["test"]))
+    flags = np.concatenate([np.zeros(len(parts["train"]), bool), test_overlaps])
+    table = pd.DataFrame({"length": lengths, "split": split, "n_marks": (~np.isnan(labels)).sum(1),
+                          "overlaps_train": flags})
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
             "marks": marks, "balance": balance, "cuts": cuts}
 
