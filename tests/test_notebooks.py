@@ -79,7 +79,7 @@ def test_pretraining_stage_hands_its_encoder_to_training(tmp_path, monkeypatch):
 
 def test_a_record_is_light_portable_and_clean(smoke_record):
     html = (smoke_record / "02_train.html").read_text()
-    assert '<link rel="stylesheet" href="../nbconvert-' in html and 'src="figures/val_auc.png"' in html
+    assert '<link rel="stylesheet" href="../nbconvert-' in html and 'src="figures/loss.png"' in html
     assert len(html) < 100_000
     assert yaml.safe_load((smoke_record / "parameters.yaml").read_text())["data_dir"] is None
     assert not list(smoke_record.glob(".tmp-*")) and not list(smoke_record.glob("*.tmp"))
