@@ -370,26 +370,35 @@ def variety_sequence(genome: Genome, variants: Variants | None, sample: str | No
     check_interval(genome, chrom, start, end)
     found = variants.alleles(sample, chrom, start, end) if sample is not None else []
     lo, hi = min([start] + [s for s, _, _ in found]), max([end] + [e for _, e, _ in found])
-    ref = genome.tokens(chrom, lo, hi)
+    return _apply(genome.tokens(chrom, lo, hi), lo, found, start, end, np.arange(start, end))
+
+
+def _apply(ref: np.ndarray, ref_lo: int, found: list, start: int, end: int, positions: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Variety tokens over reference [start, end) and where reference `positions` begin in them, from the
+    reference tokens `ref` starting at ref_lo (covering start, end and the variants `found`)."""
     if not found:
-        return ref[start - lo : end - lo], np.arange(end - start)
+        return ref[start - ref_lo : end - ref_lo], positions - start
     s, e = np.array([[s, e] for s, e, _ in found], np.int64).T
     alt_len = np.array([len(alt) for _, _, alt in found], np.int64)
     shift = np.concatenate([[0], np.cumsum(alt_len - (e - s))])  # length change before each variant
+    lo, hi = min(start, int(s[0])), max(end, int(e.max()))
     pieces, at = [], lo
     for (v_start, v_end, alt) in found:
-        pieces += [ref[at - lo : v_start - lo], alt]
+        pieces += [ref[at - ref_lo : v_start - ref_lo], alt]
         at = v_end
-    pieces.append(ref[at - lo :])
-    pos = np.arange(lo, hi + 1)
-    index = pos - lo + shift[np.searchsorted(e, pos, "right")]  # after every variant that ends by pos
-    j = np.searchsorted(s, pos, "right") - 1
-    inside = (j >= 0) & (pos < e[np.maximum(j, 0)])
-    j = j[inside]
-    index[inside] = s[j] - lo + shift[j] + np.minimum(pos[inside] - s[j], alt_len[j])
-    seq = np.concatenate(pieces)
-    first, last = index[start - lo], index[end - lo]
-    return seq[first:last], index[start - lo : end - lo] - first
+    pieces.append(ref[at - ref_lo : hi - ref_lo])
+
+    def index(pos: np.ndarray) -> np.ndarray:
+        out = pos - lo + shift[np.searchsorted(e, pos, "right")]  # after every variant that ends by pos
+        j = np.searchsorted(s, pos, "right") - 1
+        inside = (j >= 0) & (pos < e[np.maximum(j, 0)])
+        j = j[inside]
+        out[inside] = s[j] - lo + shift[j] + np.minimum(pos[inside] - s[j], alt_len[j])
+        return out
+
+    first, last = index(np.array([start, end]))
+    return np.concatenate(pieces)[first:last], index(np.asarray(positions, np.int64)) - first
 
 
 def _variety_windows(genome: Genome, variants: Variants | None, sample: str | None, chrom: str, start: int,
@@ -470,8 +479,10 @@ def _chrom_records(variants: Variants | None, chrom: str, seed: int = 0) -> dict
             "end_sorted": end[by_end], "shrink_by_end": np.concatenate([[0], np.cumsum(shrink[by_end])])}
 
 
-def window_patterns(records: dict, starts: np.ndarray, window: int, n_samples: int) -> np.ndarray:
-    """Allele pattern uint64 [n_windows, n_samples + 1 (reference first)] of each variety at each window.
+def window_patterns(records: dict, starts: np.ndarray, window: int, n_samples: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Allele pattern uint64 [n_windows, n_samples + 1 (reference first)] of each variety at each window,
+    and each window's reach R (the reference end of what any variety's window can read).
 
     A window of `window` variety bases from reference position s reads the reference up to a reach
     R = s + window + (bases deleted by the variants in [s, R)), so its content is fixed by the alleles a
@@ -484,7 +495,7 @@ def window_patterns(records: dict, starts: np.ndarray, window: int, n_samples: i
     out = np.zeros((len(starts), n_samples + 1), np.uint64)
     r = records
     if not len(r["start"]) or not len(starts):
-        return out
+        return out, starts + window
     gone = r["shrink_by_end"][np.searchsorted(r["end_sorted"], starts, "right")]
     reach = starts + window
     while True:
@@ -495,7 +506,7 @@ def window_patterns(records: dict, starts: np.ndarray, window: int, n_samples: i
     lo = int(np.searchsorted(r["cummax_end"], starts.min(), "right"))  # records before lo end before all
     hi = int(np.searchsorted(r["start"], reach.max(), "left"))
     if hi <= lo:
-        return out
+        return out, reach
     keys = np.take_along_axis(r["keys"][lo:hi], r["codes"][lo:hi].astype(np.intp) + 1, axis=1)
     by_end = np.argsort(r["end"][lo:hi], kind="stable")
     with np.errstate(over="ignore"):
@@ -505,7 +516,7 @@ def window_patterns(records: dict, starts: np.ndarray, window: int, n_samples: i
         np.cumsum(keys[by_end], axis=0, out=ended[1:])
         out[:, 1:] = (upto[np.searchsorted(r["start"][lo:hi], reach, "left")]
                       - ended[np.searchsorted(r["end"][lo:hi][by_end], starts, "right")])
-    return out
+    return out, reach
 
 
 def _pattern_groups(patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -543,19 +554,28 @@ def distinct_window_blocks(genome: Genome, variants: Variants | None, chrom: str
                          f"window.")
     samples = [None] + (variants.samples if variants is not None else [])
     records = _chrom_records(variants, chrom)
+    size = genome.chrom_sizes[chrom]
+    ref_lo = min([start] + records["start"][records["end"] > start].tolist())
+    ref_hi = min(size, end + window + int(records["shrink_by_start"][-1]) if len(records["start"]) else end)
+    ref = genome.tokens(chrom, ref_lo, ref_hi)
+    span = np.arange(window)
     step = _block_step(len(starts), len(samples), window, max_bytes)
     for i in range(0, len(starts), step):
         at = starts[i : i + step]
-        group, windows, rows = _pattern_groups(window_patterns(records, at, window, len(samples) - 1))
+        patterns, reach = window_patterns(records, at, window, len(samples) - 1)
+        group, windows, rows = _pattern_groups(patterns)
         tokens = np.empty((len(rows), window), np.uint8)
         by_row = np.argsort(rows, kind="stable")
         cuts = np.flatnonzero(np.diff(rows[by_row])) + 1
         for ids in np.split(by_row, cuts):  # one row's groups, in window order
             s = at[windows[ids]]
             for run in np.split(ids, np.flatnonzero(np.diff(s) > window) + 1):  # built apart when far apart
-                s = at[windows[run]]
-                seq, offsets = _variety_windows(genome, variants, samples[rows[run[0]]], chrom, int(s[0]),
-                                                int(s[-1]) + window, window, s)
-                tokens[run] = sliding_window_view(seq, window)[offsets]
+                s, stop = at[windows[run]], min(size, int(reach[windows[run]].max()))
+                sample = samples[rows[run[0]]]
+                found = variants.alleles(sample, chrom, int(s[0]), stop) if sample is not None else []
+                seq, offsets = _apply(ref, ref_lo, found, int(s[0]), stop, s)
+                short = max(0, int(offsets[-1]) + window - len(seq))  # the chromosome ran out
+                seq = np.concatenate([seq, np.full(short, PAD, np.uint8)])
+                tokens[run] = seq[offsets[:, None] + span]
         uniq, inverse = unique_windows(tokens)
         yield uniq, inverse[group].T
