@@ -143,7 +143,13 @@ def _records(vcf: cyvcf2.VCF, path: Path, region: tuple[str, int, int] | None):
     """Records overlapping region (tabix/csi index when present, else a scan); checks sorting in a scan."""
     indexed = _check_index(path, _index_of(path)) is not None
     if region is not None and indexed:
-        yield from vcf(f"{region[0]}:{region[1] + 1}-{region[2]}")
+        found = iter(vcf(f"{region[0]}:{region[1] + 1}-{region[2]}"))
+        with warnings.catch_warnings():  # cyvcf2 warns for a chromosome without records: none to read
+            warnings.filterwarnings("ignore", "no intervals found", UserWarning)
+            first = next(found, None)
+        if first is not None:
+            yield first
+            yield from found
         return
     seen, last = set(), None
     for rec in vcf:
