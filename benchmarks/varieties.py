@@ -100,14 +100,15 @@ def measure(vcf: Path, fasta: Path, region: tuple[str, int, int], dedup: str, in
     samples = [variants.REFERENCE] + variants.read_samples(vcf)
     out = vcf.with_name(f"{vcf.name}.{dedup}.h5")
     store = MatrixStore.create(out, samples, {chrom: genome.chrom_sizes[chrom]}, args.window, args.stride)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with store:
         stats = maps.map_varieties(predictor, genome, store, regions, vcf, progress=False, dedup=dedup)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     took = {k: v[0] for k, v in clocks.items()}
-    return {"total": stats["total"], "distinct": stats["distinct"], **took, "wall": wall, "peak_mb": peak_mb,
-            "build": wall - sum(took.values()), "digest_hex": digest.hexdigest(), "store_path": str(out)}
+    return {"total": stats["total"], "distinct": stats["distinct"], **took, "wall": wall, "cpu": cpu,
+            "peak_mb": peak_mb, "build": wall - sum(took.values()), "digest_hex": digest.hexdigest(),
+            "store_path": str(out)}
 
 
 def store_options(path: str, region_size: int) -> list[dict]:
@@ -171,6 +172,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
                   f"{row['same_calls']} "
                   f"(1-min load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores)",
                   flush=True)
+            print(json.dumps(row), flush=True)
         inferred = [r for r in rows if r["alleles"]["inference"]]
         stores = store_options(inferred[-1]["alleles"]["store_path"], args.region_size) if inferred else []
     return rows, stores
