@@ -114,8 +114,10 @@ def measure(vcf: Path, fasta: Path, region: tuple[str, int, int], dedup: str, in
 def store_options(path: str, region_size: int) -> list[dict]:
     """The matrix in `path` rewritten region by region with each dtype and compression: size and error."""
     with MatrixStore(path) as src:
-        chrom = next(iter(src.chrom_sizes))
-        matrix, _ = src.read(chrom)
+        done = [r.rsplit(":", 1) for r in src._file["done"].asstr()[:]]  # chrom:start-end of each region
+        chrom = done[0][0]
+        spans = np.array([span.split("-") for _, span in done], np.int64)
+        matrix, _ = src.read(chrom, int(spans[:, 0].min()), int(spans[:, 1].max()))
         window, stride = src.window, src.stride
         written = np.flatnonzero(~np.isnan(matrix).all(0))
         matrix = matrix[:, written[0] : written[-1] + 1]  # a chromosome of the mapped region only
