@@ -23,6 +23,7 @@ they carry at the variants that reach into it and builds one window per group (s
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -65,6 +66,10 @@ def index_vcf(vcf_path) -> Path | None:
     found = _check_index(path, _index_of(path))
     if found is not None or not path.name.endswith((".gz", ".bgz", ".bcf")):
         return found
+    if not os.access(path.parent, os.W_OK):
+        warnings.warn(f"VCF {path} has no index and its folder is read-only, so each region scans it whole; "
+                      f"index it (bcftools index) where it can be written.", stacklevel=2)
+        return None
     bcf = path.suffix == ".bcf"
     try:
         return Path(pysam.tabix_index(str(path), preset="bcf" if bcf else "vcf", csi=bcf, keep_original=True)
