@@ -13,6 +13,7 @@ from seq2epi.tracks import MatrixStore
 from seq2epi.variants import REFERENCE, Variants, variety_windows
 
 DATA = Path(__file__).parent / "data"
+REAL = Path(__file__).parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -95,6 +96,58 @@ def test_map_rejects_a_region_shorter_than_the_window(genome, variants, model):
         maps.predict_varieties(partial(predict, model), genome, variants, ("chr1", 45, 55), 10, 5)
     with pytest.raises(ValueError, match="chr1:0-8 is 8 bp, shorter than the 10 bp window"):
         maps.region_scores(partial(predict, model), genome, ("chr1", 0, 8), 10, 5)
+
+
+@pytest.mark.parametrize("het,missing", [("ref", "ref"), ("alt", "n"), ("n", "ref")])
+def test_both_dedup_paths_give_identical_matrices(genome, model, het, missing):
+    with pytest.warns(UserWarning, match="skipped"):
+        v = Variants.load(DATA / "tiny.vcf", genome, het=het, missing=missing)
+    predictor = partial(predict, model, batch_size=4)  # several batches: their composition must match too
+    for region, window, stride, chunk in [(("chr1", 0, 50), 10, 5, 2**26), (("chr1", 3, 48), 6, 1, 300)]:
+        old, bins, s_old = maps.predict_varieties(predictor, genome, v, region, window, stride,
+                                                  chunk_bytes=chunk, dedup="bytes")
+        new, _, s_new = maps.predict_varieties(predictor, genome, v, region, window, stride,
+                                               chunk_bytes=chunk)
+        np.testing.assert_array_equal(new, old)  # exact, NaN included
+        assert s_new == s_old
+
+
+@pytest.mark.skipif(not (REAL / "rice_3k_cultivars").is_dir(), reason="shared real data not present")
+def test_both_dedup_paths_give_identical_matrices_on_the_real_cultivars(tmp_path, model):
+    genome = Genome(REAL / "rice_irgsp1_subset" / "genome.fa")
+    vcf = REAL / "rice_3k_cultivars" / "chr01_1000-50000.vcf"
+    regions = map_regions({"chr01": 30_000}, 200, 50, 10_000)
+    rows = [REFERENCE, *Variants.load(vcf, genome, ("chr01", 0, 100)).samples]
+    predictor = partial(predict, model, batch_size=64)
+    matrices = []
+    for dedup in ("bytes", "alleles"):
+        with MatrixStore.create(tmp_path / f"{dedup}.h5", rows, {"chr01": 30_000}, 200, 50) as store:
+            maps.map_varieties(predictor, genome, store, regions, vcf, progress=False, dedup=dedup)
+            matrices.append(store.read("chr01")[0])
+    np.testing.assert_array_equal(matrices[0], matrices[1])
+    scored = ~np.isnan(matrices[0][0])  # the first bases of chr01 are N
+    assert scored.sum() > 300 and (matrices[0][1:, scored] != matrices[0][0, scored]).any()
+
+
+def test_map_indexes_a_bgzipped_vcf_once(genome, tmp_path, model):
+    import pysam
+
+    gz = tmp_path / "tiny.vcf.gz"
+    pysam.tabix_compress(str(DATA / "tiny.vcf"), str(gz))
+    with pytest.warns(UserWarning, match="skipped"):
+        store, _, _ = maps.map_population(partial(predict, model), genome, gz, tmp_path / "m.h5", 10, 5, 20,
+                                          progress=False)
+    store.close()
+    assert (tmp_path / "tiny.vcf.gz.tbi").exists()
+
+
+def test_region_list_that_overlaps_itself(genome, tmp_path, model):
+    regions = pd.DataFrame({"chrom": ["chr1", "chr2", "chr1"], "start": [0, 0, 20], "end": [30, 20, 45]})
+    with MatrixStore.create(tmp_path / "m.h5", [REFERENCE], genome.chrom_sizes, 10, 5) as store:
+        with pytest.raises(ValueError, match=r"regions 0 \(chr1:0-30\) and 2 \(chr1:20-45\) both hold the "
+                                             r"window at chr1:20; expected a region list that does not"):
+            maps.map_varieties(partial(predict, model), genome, store, regions, progress=False)
+    maps.check_regions(map_regions(genome.chrom_sizes, 10, 5, 20), 10, 5)  # overlapping bases, not windows
 
 
 # ---- analysis ----

@@ -141,6 +141,26 @@ def test_matrix_store_resumes_after_a_kill_with_the_same_matrix(tmp_path):
         MatrixStore.create(part, ROWS[:2], MAP_SIZES, 100, 50, resume=True)
 
 
+@pytest.mark.parametrize("compression", [None, "gzip", "lzf"])
+def test_matrix_store_dtype_and_compression(tmp_path, compression):
+    rng = np.random.default_rng(0)
+    scores = rng.random((3, 19)).astype(np.float32)
+    scores[1, 4:9] = np.nan  # bins a region left unscored
+    kw = dict(samples=ROWS, chrom_sizes=MAP_SIZES, window=100, stride=50, compression=compression)
+    for dtype, error in (("float32", 0), ("float16", 2**-12)):
+        with MatrixStore.create(tmp_path / f"{dtype}.h5", dtype=dtype, **kw) as store:
+            store.write_region("chrA", 0, 1000, scores)
+        with MatrixStore(tmp_path / f"{dtype}.h5") as store:
+            back, _ = store.read("chrA")
+            assert back.dtype == np.float32 and store.track("v1")["score"].dtype == np.float32
+            assert store._file["scores/score/chrA"].dtype == np.dtype(dtype)
+            assert store._file["scores/score/chrA"].compression == compression
+        np.testing.assert_array_equal(np.isnan(back), np.isnan(scores))
+        assert np.nanmax(np.abs(back - scores)) <= error
+    with pytest.raises(ValueError, match="dtype must be one of .* and compression one of"):
+        MatrixStore.create(tmp_path / "bad.h5", dtype="int8", **kw)
+
+
 def test_matrix_store_several_marks(tmp_path):
     regions = map_regions(MAP_SIZES, 100, 50, 300)
     with MatrixStore(write_map(tmp_path / "m.h5", regions, marks=("H3K4me3", "H3K27me3"))) as store:

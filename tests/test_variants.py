@@ -1,4 +1,5 @@
 import ctypes
+import itertools
 import os
 from pathlib import Path
 
@@ -10,12 +11,16 @@ from Bio import bgzf
 from seq2epi.sequence import PAD, Genome, decode, encode
 from seq2epi.variants import (
     Variants,
+    _chrom_records,
+    distinct_window_blocks,
+    index_vcf,
     match_chroms,
     read_samples,
     unique_windows,
     variety_sequence,
     variety_window_blocks,
     variety_windows,
+    window_patterns,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -207,7 +212,151 @@ def test_unique_windows_round_trip():
     np.testing.assert_array_equal(uniq[inverse], tokens)
 
 
+# ---- distinct windows: by allele pattern == by bytes ----
+
+def assert_same_distinct_windows(genome, variants, chrom, start, end, window, stride, max_bytes=None):
+    """Both dedup paths give the same distinct windows and inverse, block by block, and rebuild every row."""
+    args = (genome, variants, chrom, start, end, window, stride, max_bytes)
+    by_bytes, by_alleles = (list(distinct_window_blocks(*args, dedup=d)) for d in ("bytes", "alleles"))
+    assert len(by_bytes) == len(by_alleles)
+    for (u1, i1), (u2, i2) in zip(by_bytes, by_alleles, strict=True):
+        np.testing.assert_array_equal(u1, u2)
+        np.testing.assert_array_equal(i1, i2)
+    tokens, _ = variety_windows(genome, variants, chrom, start, end, window, stride)
+    rebuilt = np.concatenate([u[i] for u, i in by_alleles], axis=1)
+    np.testing.assert_array_equal(rebuilt, tokens)
+
+
+@pytest.mark.parametrize("het,missing", itertools.product(("ref", "alt", "n"), ("ref", "n")))
+def test_allele_patterns_give_the_byte_path_windows(genome, het, missing):
+    with pytest.warns(UserWarning, match="skipped"):
+        v = Variants.load(DATA / "tiny.vcf", genome, het=het, missing=missing)
+    for window, stride in [(10, 10), (10, 3), (5, 1), (20, 7), (50, 1)]:
+        for start in range(0, 50 - window + 1, 7):
+            for max_bytes in (None, 100):
+                assert_same_distinct_windows(genome, v, "chr1", start, 50, window, stride, max_bytes)
+    assert_same_distinct_windows(genome, v, "chr2", 0, 25, 4, 2)
+
+
+def random_population(tmp_path, seed, n_samples=12, length=120):
+    """A random genome and VCF: SNPs, MNPs, insertions, long deletions (some reaching the chromosome end),
+    multi-allelic sites, overlapping records, het and missing calls."""
+    rng = np.random.default_rng(seed)
+    ref = "".join(rng.choice(list("ACGT"), length))
+    (tmp_path / "r.fa").write_text(f">c\n{ref}\n")
+    records, pos = [], 1
+    while pos < length:
+        r_len = int(rng.choice([1, 1, 1, 2, 4, 9]))
+        r_len = min(r_len, length - pos + 1)
+        alts = set()
+        for _ in range(int(rng.integers(1, 3))):
+            a_len = int(rng.choice([1, 1, 3, r_len]))
+            alts.add("".join(rng.choice(list("ACGT"), a_len)))
+        alts = sorted(alts - {ref[pos - 1 : pos - 1 + r_len]}) or [("A" if ref[pos - 1] != "A" else "C")]
+        k = len(alts)
+        calls = rng.choice([f"{a}/{a}" for a in range(k + 1)] + ["0/1", "./.", f"{k}/0"], n_samples)
+        records.append(f"c {pos} . {ref[pos - 1 : pos - 1 + r_len]} {','.join(alts)} . PASS . GT "
+                       + " ".join(calls))
+        pos += int(rng.integers(0, 6))  # 0: a second record at the same position
+        pos = max(pos, 1)
+    vcf = write_vcf(tmp_path / "r.vcf", records, samples=[f"v{i}" for i in range(n_samples)], contigs=("c",))
+    return Genome(tmp_path / "r.fa"), vcf
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_allele_patterns_on_random_indels_and_overlaps(tmp_path, seed):
+    genome, vcf = random_population(tmp_path, seed)
+    for het, missing in (("ref", "ref"), ("alt", "n"), ("n", "n")):
+        with pytest.warns(UserWarning, match="skipped"):
+            v = Variants.load(vcf, genome, het=het, missing=missing)
+        for window, stride in [(10, 3), (16, 5), (30, 1)]:
+            assert_same_distinct_windows(genome, v, "c", 0, 120, window, stride)
+            assert_same_distinct_windows(genome, v, "c", 13, 90, window, stride, max_bytes=600)
+
+
+def test_deletions_extend_what_a_window_reads(genome, tmp_path):
+    # chr1 ACGTACGTNNACGTRY...: the deletion at 4 removes 3 bases, so the window [0, 10) reads up to 13
+    records = ["chr1 5 . ACGT A . PASS . GT 1/1 1/1 0/0", "chr1 13 . G T . PASS . GT 0/0 1/1 1/1",
+               "chr1 15 . R A . PASS . GT 1/1 1/1 1/1"]
+    v = Variants.load(write_vcf(tmp_path / "d.vcf", records, samples=("a", "b", "c")), genome)
+    patterns, reach = window_patterns(_chrom_records(v, "chr1"), np.array([0, 20]), 10, 3)
+    assert reach.tolist() == [13, 30]
+    assert patterns[0, 0] == 0 and len(set(patterns[0].tolist())) == 4  # the SNP at 12 is read by a and b
+    assert (patterns[1] == 0).all()  # nothing reaches [20, 30): every variety is the reference
+    assert_same_distinct_windows(genome, v, "chr1", 0, 30, 10, 10)
+
+
+@pytest.mark.skipif(not (REAL / "rice_3k_cultivars").is_dir(), reason="shared real data not present")
+def test_allele_patterns_on_the_real_cultivars():
+    genome = Genome(REAL / "rice_irgsp1_subset" / "genome.fa")
+    v = Variants.load(REAL / "rice_3k_cultivars" / "chr01_1000-50000.vcf", genome)
+    assert_same_distinct_windows(genome, v, "chr01", 0, 60_000, 200, 50)
+    assert_same_distinct_windows(genome, v, "chr01", 950, 20_000, 200, 50, max_bytes=2**16)
+
+
+@pytest.mark.slow
+def test_allele_patterns_on_a_simulated_population_with_indels(tmp_path):
+    from seq2epi.simulate import simulate_population
+
+    fasta = REAL / "rice_irgsp1_subset" / "genome.fa"
+    if not fasta.exists():
+        pytest.skip("shared real data not present")
+    vcf = simulate_population(fasta, "chr01", 0, 30_000, 40, tmp_path / "p.vcf.gz", indel_fraction=0.3,
+                              recombination_rate=1e-8, seed=3)
+    genome = Genome(fasta)
+    v = Variants.load(vcf, genome, region=("chr01", 0, 30_000))
+    assert (v.table["ref"].str.len() > 1).any() and (v.table["alts"].map(lambda a: len(a[0])) > 1).any()
+    assert_same_distinct_windows(genome, v, "chr01", 0, 29_000, 200, 50, max_bytes=2**18)
+
+
+# ---- index ----
+
+def test_index_vcf_builds_tabix_and_csi_and_bcf_reads_the_same(genome, tmp_path):
+    import pysam
+
+    assert index_vcf(DATA / "tiny.vcf") is None  # plain text: scanned
+    gz = tmp_path / "tiny.vcf.gz"
+    pysam.tabix_compress(str(DATA / "tiny.vcf"), str(gz))
+    assert index_vcf(gz) == tmp_path / "tiny.vcf.gz.tbi" and index_vcf(gz).exists()
+    bcf = tmp_path / "tiny.bcf"
+    with pysam.VariantFile(str(DATA / "tiny.vcf")) as src, pysam.VariantFile(str(bcf), "wb",
+                                                                              header=src.header) as out:
+        for rec in src:
+            out.write(rec)
+    assert index_vcf(bcf) == tmp_path / "tiny.bcf.csi"
+    region = ("chr1", 11, 30)
+    with pytest.warns(UserWarning, match="skipped"):
+        loaded = [Variants.load(path, genome, region) for path in (DATA / "tiny.vcf", gz, bcf)]
+    for other in loaded[1:]:
+        assert other.table.equals(loaded[0].table) and other.counts == loaded[0].counts
+        np.testing.assert_array_equal(other.genotypes, loaded[0].genotypes)
+
+
+def test_index_older_than_its_vcf(genome, tmp_path):
+    import pysam
+
+    gz = tmp_path / "tiny.vcf.gz"
+    pysam.tabix_compress(str(DATA / "tiny.vcf"), str(gz))
+    index = index_vcf(gz)
+    os.utime(index, (1_000_000, 1_000_000))
+    with pytest.raises(ValueError, match=r"index .*tiny.vcf.gz.tbi is older than its VCF .*tiny.vcf.gz"):
+        index_vcf(gz)
+    with pytest.raises(ValueError, match="is older than its VCF"):
+        Variants.load(gz, genome, region=("chr1", 0, 20))
+
+
 # ---- bad input ----
+
+def test_ploidy_mix_names_the_record(genome, tmp_path):
+    vcf = write_vcf(tmp_path / "p.vcf", ["chr1 2 . C T . PASS . GT 1/1 1", "chr1 5 . A T . PASS . GT 1 1"],
+                    samples=("a", "b"))
+    with pytest.raises(ValueError, match=r"p.vcf record chr1:2 mixes ploidies: sample b has a haploid "
+                                         r"call, a a diploid one"):
+        Variants.load(vcf, genome)
+    vcf = write_vcf(tmp_path / "t.vcf", ["chr1 2 . C T . PASS . GT 1/1 1/1/0"], samples=("a", "b"))
+    with pytest.raises(ValueError, match=r"t.vcf record chr1:2: sample b has a call of more than two"):
+        Variants.load(vcf, genome)
+
 
 def test_unknown_sample_lists_the_samples(genome):
     with pytest.raises(ValueError, match=r"tiny.vcf has no sample\(s\) \['s9'\]; it has s1, s2, s3, s4"):

@@ -16,7 +16,7 @@ from . import intervals, tiling
 from .progress import bar
 from .sequence import PAD, Genome, N
 from .tracks import MatrixStore
-from .variants import REFERENCE, Variants, check_interval, read_samples, unique_windows, variety_window_blocks
+from .variants import REFERENCE, Variants, check_interval, distinct_window_blocks, index_vcf, read_samples
 
 Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n, L], lengths [n]) -> probs
 
@@ -25,19 +25,22 @@ Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n,
 
 def predict_varieties(predictor: Predictor, genome: Genome, variants: Variants | None,
                       region: tuple[str, int, int], window: int, stride: int, max_n_fraction: float = 0.5,
-                      n_targets: int = 1, chunk_bytes: int = 2**26) -> tuple[np.ndarray, pd.DataFrame, dict]:
+                      n_targets: int = 1, chunk_bytes: int = 2**26, dedup: str = "alleles"
+                      ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Scores [n_samples + 1, n_bins] (or [..., n_targets]) of the reference and every variety over a region.
 
     `predictor(tokens, lengths)` gives probabilities, e.g. functools.partial(predict.predict, model, ...).
     Each distinct window is predicted once; windows more than `max_n_fraction` N (or PAD, where deletions ran
     out of chromosome) score NaN. Bins are `stride` wide and centred on the windows, as in predict_genome.
+    dedup: how distinct windows are found, "alleles" (by allele pattern) or "bytes" (every window built and
+    hashed, the reference implementation); both make the same predictor calls, so the same scores.
     stats: total and distinct windows.
     """
     chrom, start, end = region
     targets = () if n_targets == 1 else (n_targets,)
     parts, distinct = [], 0
-    for block in variety_window_blocks(genome, variants, chrom, start, end, window, stride, chunk_bytes):
-        uniq, inverse = unique_windows(block)
+    blocks = distinct_window_blocks(genome, variants, chrom, start, end, window, stride, chunk_bytes, dedup)
+    for uniq, inverse in blocks:
         lengths = (uniq != PAD).sum(1)
         keep = np.flatnonzero((uniq >= N).sum(1) <= max_n_fraction * window)
         scores = np.full((len(uniq),) + targets, np.nan, np.float32)
@@ -53,10 +56,10 @@ def predict_varieties(predictor: Predictor, genome: Genome, variants: Variants |
 
 def region_scores(predictor: Predictor, genome: Genome, region: tuple[str, int, int], window: int,
                   stride: int, vcf_path=None, samples: list[str] | None = None, n_targets: int = 1,
-                  **load_kw) -> tuple[np.ndarray, list[str], dict]:
+                  dedup: str = "alleles", **load_kw) -> tuple[np.ndarray, list[str], dict]:
     """(scores, row names, stats) of one region; the VCF (optional) is read over the region plus a window.
 
-    load_kw (het, missing, chrom_alias) go to Variants.load.
+    load_kw (het, missing, chrom_alias) go to Variants.load; dedup to predict_varieties.
     """
     chrom, start, end = region
     check_interval(genome, chrom, start, end)
@@ -65,15 +68,41 @@ def region_scores(predictor: Predictor, genome: Genome, region: tuple[str, int, 
         margin = (chrom, start, min(genome.chrom_sizes[chrom], end + window))
         variants = Variants.load(vcf_path, genome, margin, samples, **load_kw)
     scores, _, stats = predict_varieties(predictor, genome, variants, region, window, stride,
-                                         n_targets=n_targets)
+                                         n_targets=n_targets, dedup=dedup)
     rows = [REFERENCE] + (variants.samples if variants is not None else [])
     return scores, rows, stats | (variants.counts if variants is not None else {})
 
 
+def check_regions(regions: pd.DataFrame, window: int, stride: int) -> None:
+    """Raise when two regions hold the same window (a start on the stride grid in both)."""
+    spans = regions[["chrom", "start", "end"]].reset_index(drop=True)
+    first = -(-spans["start"].to_numpy(np.int64) // stride) * stride  # first window start on the grid
+    last = spans["end"].to_numpy(np.int64) - window  # last possible window start
+    order = np.lexsort((first, spans["chrom"].to_numpy(dtype=str)))
+    reach = {}
+    for i in order.tolist():
+        chrom = spans["chrom"].iat[i]
+        if chrom in reach and first[i] <= last[reach[chrom]] and first[i] <= last[i]:
+            j = reach[chrom]
+            a, b = (f"{chrom}:{spans['start'].iat[k]}-{spans['end'].iat[k]}" for k in (j, i))
+            raise ValueError(f"regions {j} ({a}) and {i} ({b}) both hold the window at {chrom}:{first[i]}; "
+                             f"expected a region list that does not overlap itself (tiling.map_regions "
+                             f"makes one).")
+        if chrom not in reach or last[i] > last[reach[chrom]]:
+            reach[chrom] = i
+
+
 def map_varieties(predictor: Predictor, genome: Genome, store: MatrixStore, regions: pd.DataFrame,
-                  vcf_path=None, progress: bool = True, **load_kw) -> dict:
-    """Predict each region not yet done into `store` (rows: reference, then its samples); returns stats."""
+                  vcf_path=None, progress: bool = True, dedup: str = "alleles", **load_kw) -> dict:
+    """Predict each region not yet done into `store` (rows: reference, then its samples); returns stats.
+
+    A bgzipped VCF or BCF is indexed once (index_vcf), so each region reads only its records; a plain VCF is
+    scanned whole for each region (bgzip it for a genome). load_kw: het, missing, chrom_alias (Variants.load).
+    """
+    check_regions(regions, store.window, store.stride)
     samples = store.samples[1:] if vcf_path is not None else None
+    if vcf_path is not None:
+        index_vcf(vcf_path)
     totals = {"regions": 0, "skipped_done": 0, "total": 0, "distinct": 0}
     todo = regions[["chrom", "start", "end"]].itertuples(index=False)
     for chrom, start, end in bar(todo, "regions", total=len(regions), enabled=progress):
@@ -81,7 +110,8 @@ def map_varieties(predictor: Predictor, genome: Genome, store: MatrixStore, regi
             totals["skipped_done"] += 1
             continue
         scores, rows, stats = region_scores(predictor, genome, (chrom, int(start), int(end)), store.window,
-                                            store.stride, vcf_path, samples, len(store.marks), **load_kw)
+                                            store.stride, vcf_path, samples, len(store.marks), dedup,
+                                            **load_kw)
         if rows != store.samples:
             raise ValueError(f"matrix store {store.path} has rows {store.samples[:20]}, but region "
                              f"{chrom}:{start}-{end} gave {rows[:20]}.")
@@ -97,7 +127,7 @@ def map_population(predictor: Predictor, genome: Genome, vcf_path, path, window:
                    progress: bool = True, **load_kw) -> tuple[MatrixStore, pd.DataFrame, dict]:
     """The map of the VCF's samples (default all) in the store at `path` (created, or resumed), over the
     genome's `block` bp map regions (those overlapping `regions` when given); returns store, regions and
-    stats."""
+    stats. load_kw (dedup, het, missing, chrom_alias) go to map_varieties."""
     samples = list(samples or read_samples(vcf_path))
     todo = tiling.map_regions(genome.chrom_sizes, window, stride, block)
     if regions is not None:

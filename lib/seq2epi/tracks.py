@@ -116,21 +116,28 @@ def _strings(values) -> np.ndarray:
     return np.array([str(v).encode() for v in values], dtype=h5py.string_dtype())
 
 
+DTYPES = ("float32", "float16")  # float16 rounds a probability in [0, 1] by at most 2**-12 (2.4e-4)
+COMPRESSION = {None: {}, "gzip": {"compression": "gzip", "compression_opts": 4, "shuffle": True},
+               "lzf": {"compression": "lzf", "shuffle": True}}
+CHUNK = (64, 4096)  # samples x bins of one compressed chunk
+
+
 class MatrixStore:
     """Variety × bin score matrices in HDF5, one per mark and chromosome, written region by region.
 
     Column j of a chromosome is the window starting at j * stride, drawn on the stride-wide bin centred on it
     (as in predict_genome). Layout: attrs window, stride; datasets samples, marks, chroms, chrom_sizes, done;
-    scores/<mark>/<chrom> float32 [n_samples, n_windows], chunked (64 samples x 4096 bins), NaN until written.
-    A region's done flag is written only after its scores are flushed, so a killed run resumes where it
-    stopped (`create(..., resume=True)`) and ends with the same matrix.
+    scores/<mark>/<chrom> [n_samples, n_windows] float32 or float16 (`dtype`), in CHUNK chunks compressed
+    with `compression` (gzip + shuffle by default: benchmarks/varieties.md measures the choice), NaN until
+    written; reads give float32. A region's done flag is written only after its scores are flushed, so a
+    killed run resumes where it stopped (`create(..., resume=True)`) and ends with the same matrix.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "r"):
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"matrix store {self.path} does not exist.")
-        self._file = h5py.File(self.path, mode)
+        self._file = h5py.File(self.path, mode, rdcc_nbytes=2**26)  # chunk cache: a region's chunks
         f = self._file
         self.samples: list[str] = list(f["samples"].asstr()[:])
         self.marks: list[str] = list(f["marks"].asstr()[:])
@@ -140,9 +147,17 @@ class MatrixStore:
 
     @classmethod
     def create(cls, path: str | os.PathLike, samples: list[str], chrom_sizes: dict[str, int], window: int,
-               stride: int, marks: list[str] = ("score",), resume: bool = False) -> MatrixStore:
-        """A new store (written atomically); with resume=True the existing one when its layout matches."""
+               stride: int, marks: list[str] = ("score",), resume: bool = False, dtype: str = "float32",
+               compression: str | None = "gzip") -> MatrixStore:
+        """A new store (written atomically); with resume=True the existing one when its layout matches.
+
+        dtype "float16" halves the scores (error at most 2**-12 for probabilities); compression "gzip",
+        "lzf" or None.
+        """
         path = Path(path)
+        if dtype not in DTYPES or compression not in COMPRESSION:
+            raise ValueError(f"matrix store {path}: dtype must be one of {DTYPES} and compression one of "
+                             f"{list(COMPRESSION)}, got {dtype!r} and {compression!r}.")
         if resume and path.exists():
             store = cls(path, "r+")
             same = (store.samples, store.marks, store.chrom_sizes, store.window, store.stride) == (
@@ -161,9 +176,9 @@ class MatrixStore:
             for mark in marks:
                 for chrom, size in chrom_sizes.items():
                     n = tiling.n_windows(size, window, stride)
-                    f.create_dataset(f"scores/{mark}/{chrom}", (len(samples), n), np.float32,
-                                     chunks=(min(len(samples), 64), min(max(n, 1), 4096)) if n else None,
-                                     fillvalue=np.nan)
+                    chunks = (min(len(samples), CHUNK[0]), min(n, CHUNK[1])) if n else None
+                    f.create_dataset(f"scores/{mark}/{chrom}", (len(samples), n), dtype, chunks=chunks,
+                                     fillvalue=np.nan, **(COMPRESSION[compression] if n else {}))
         os.replace(tmp, path)
         return cls(path, "r+")
 
@@ -224,7 +239,7 @@ class MatrixStore:
         end = self.chrom_sizes[chrom] if end is None else end
         cols = np.flatnonzero((bins["start"].to_numpy() < end) & (bins["end"].to_numpy() > start))
         first, last = (cols[0], cols[-1] + 1) if cols.size else (0, 0)
-        scores = self._file[f"scores/{mark or self.marks[0]}/{chrom}"][:, first:last]
+        scores = self._file[f"scores/{mark or self.marks[0]}/{chrom}"][:, first:last].astype(np.float32)
         return scores, bins.iloc[cols].reset_index(drop=True)
 
     def read_genome(self, chroms: list[str] | None = None,
@@ -239,7 +254,8 @@ class MatrixStore:
         if sample not in self.samples:
             raise ValueError(f"sample {sample!r} is not in matrix store {self.path} ({self.samples[:20]}).")
         row = self.samples.index(sample)
-        parts = [self.bins(c).assign(score=self._file[f"scores/{mark or self.marks[0]}/{c}"][row])
+        mark = mark or self.marks[0]
+        parts = [self.bins(c).assign(score=self._file[f"scores/{mark}/{c}"][row].astype(np.float32))
                  for c in self.chrom_sizes]
         return pd.concat(parts, ignore_index=True)
 

@@ -12,21 +12,30 @@ Policies, set per load:
 - an empty VCF: every variety equals the reference (with a warning);
 - chromosome names: `chrom_alias` maps VCF names to FASTA names; the common forms `1`, `chr1`, `chr01`, `Chr1`
   are matched without it when one FASTA name fits (with a warning naming the mapping).
+- ploidy: haploid or diploid calls; a record mixing them, or a call of more than two alleles, is an error.
 Every count lands in `Variants.counts`.
+
+A bgzipped VCF or a BCF is read through its tabix/CSI index (`index_vcf` builds one beside it), so a region
+reads only its records; a plain VCF is scanned. Distinct windows come two ways (`distinct_window_blocks`):
+"bytes" builds every variety's windows and hashes them; "alleles" groups varieties per window by the alleles
+they carry at the variants that reach into it and builds one window per group (see `window_patterns`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
 import cyvcf2
 import numpy as np
 import pandas as pd
+import pysam
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .sequence import PAD, Genome, N, encode
@@ -36,6 +45,39 @@ MASK = -1  # genotype code: mask the REF span with N
 REFERENCE = "reference"  # the name of the reference row in score matrices
 _BASES = re.compile(r"[ACGTN]+")
 _POLICIES = {"het": ("ref", "alt", "n"), "missing": ("ref", "n")}
+DEDUP = ("bytes", "alleles")
+
+
+def _index_of(path: Path) -> Path | None:
+    return next((Path(f"{path}{ext}") for ext in (".tbi", ".csi") if Path(f"{path}{ext}").exists()), None)
+
+
+def _check_index(path: Path, index: Path | None) -> Path | None:
+    if index is not None and index.stat().st_mtime < path.stat().st_mtime:
+        raise ValueError(f"index {index} is older than its VCF {path}, so it may point at the wrong records; "
+                         f"delete it (seq2epi builds a new one) or re-index with bcftools index.")
+    return index
+
+
+def index_vcf(vcf_path) -> Path | None:
+    """The index of a bgzipped VCF (.tbi) or BCF (.csi), built beside it when absent; None for a plain VCF."""
+    path = Path(vcf_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"VCF file {path} does not exist.")
+    found = _check_index(path, _index_of(path))
+    if found is not None or not path.name.endswith((".gz", ".bgz", ".bcf")):
+        return found
+    if not os.access(path.parent, os.W_OK):
+        warnings.warn(f"VCF {path} has no index and its folder is read-only, so each region scans it whole; "
+                      f"index it (bcftools index) where it can be written.", stacklevel=2)
+        return None
+    bcf = path.suffix == ".bcf"
+    try:
+        return Path(pysam.tabix_index(str(path), preset="bcf" if bcf else "vcf", csi=bcf, keep_original=True)
+                    + (".csi" if bcf else ".tbi"))
+    except (OSError, ValueError) as err:  # pysam raises OSError on a gzip (not bgzip) file or an unsorted one
+        raise ValueError(f"cannot index VCF {path} ({err}); expected a bgzipped (bgzip, not gzip), "
+                         f"sorted VCF or BCF.") from err
 
 
 def _vcf(path: Path, samples: list[str] | None = None) -> cyvcf2.VCF:
@@ -105,9 +147,15 @@ def _matched(path: Path, genome: Genome, names, alias: dict[str, str]) -> dict[s
 
 def _records(vcf: cyvcf2.VCF, path: Path, region: tuple[str, int, int] | None):
     """Records overlapping region (tabix/csi index when present, else a scan); checks sorting in a scan."""
-    indexed = any(Path(f"{path}{ext}").exists() for ext in (".tbi", ".csi"))
+    indexed = _check_index(path, _index_of(path)) is not None
     if region is not None and indexed:
-        yield from vcf(f"{region[0]}:{region[1] + 1}-{region[2]}")
+        found = iter(vcf(f"{region[0]}:{region[1] + 1}-{region[2]}"))
+        with warnings.catch_warnings():  # cyvcf2 warns for a chromosome without records: none to read
+            warnings.filterwarnings("ignore", "no intervals found", UserWarning)
+            first = next(found, None)
+        if first is not None:
+            yield first
+            yield from found
         return
     seen, last = set(), None
     for rec in vcf:
@@ -121,11 +169,28 @@ def _records(vcf: cyvcf2.VCF, path: Path, region: tuple[str, int, int] | None):
             yield rec
 
 
-def _codes(genotype, het: str, missing: str, counts: dict) -> np.ndarray:
-    """Allele index per sample under the policies: 0 reference, k the k-th ALT, MASK for N."""
-    gt = genotype.array()[:, :-1].astype(np.int16)  # last column: phasing
-    a = gt[:, 0]
-    b = np.where(gt[:, 1] == -2, a, gt[:, 1]) if gt.shape[1] > 1 else a  # -2: haploid call
+def _calls(genotype, where: str, samples: list[str]) -> np.ndarray:
+    """A record's calls int16 [n_samples, 2] (-1 missing; a haploid call's second allele -2)."""
+    gt = genotype.array()  # [n_samples, max ploidy + 1]; last column: phasing; -2 pads a shorter call
+    if gt.shape[1] > 3 and (gt[:, 2:-1] != -2).any():
+        j = int(np.flatnonzero((gt[:, 2:-1] != -2).any(1))[0])
+        raise ValueError(f"{where}: sample {samples[j]} has a call of more than two alleles; expected "
+                         f"haploid or diploid genotypes.")
+    return gt[:, :2] if gt.shape[1] > 2 else np.column_stack([gt[:, 0], np.full(len(gt), -2, gt.dtype)])
+
+
+def _codes(calls: np.ndarray, het: str, missing: str, counts: dict, where: list[str], samples: list[str]
+           ) -> np.ndarray:
+    """Allele index [n_records, n_samples] under the policies: 0 reference, k the k-th ALT, MASK for N."""
+    a, b = calls[..., 0], calls[..., 1]
+    haploid = b == -2
+    mixed = np.flatnonzero(haploid.any(1) & ~haploid.all(1))
+    if mixed.size:
+        r = int(mixed[0])
+        i, j = int(np.flatnonzero(haploid[r])[0]), int(np.flatnonzero(~haploid[r])[0])
+        raise ValueError(f"{where[r]} mixes ploidies: sample {samples[i]} has a haploid call, {samples[j]} a "
+                         f"diploid one; expected one ploidy per record.")
+    b = np.where(haploid, a, b)
     miss = (a < 0) | (b < 0)
     hetero = ~miss & (a != b)
     counts["missing"] += int(miss.sum())
@@ -137,7 +202,31 @@ def _codes(genotype, het: str, missing: str, counts: dict) -> np.ndarray:
         code[hetero] = MASK
     if missing == "n":
         code[miss] = MASK
-    return code
+    return code.astype(np.int16)
+
+
+def _skip_overlaps(chroms: list[str], starts: np.ndarray, ends: np.ndarray, codes: np.ndarray) -> int:
+    """Set to 0 each call overlapping an earlier applied variant of the same sample; returns how many.
+
+    Only runs of records that overlap one another (by start against the furthest end so far) are walked.
+    """
+    skipped, n = 0, len(starts)
+    first = 0
+    while first < n:
+        last, reach = first + 1, ends[first]
+        while last < n and chroms[last] == chroms[first] and starts[last] < reach:
+            reach = max(reach, ends[last])
+            last += 1
+        if last - first > 1:
+            taken = np.zeros(codes.shape[1], np.int64)  # end of each sample's last applied variant
+            for i in range(first, last):
+                applied = codes[i] != 0
+                overlap = applied & (starts[i] < taken)
+                skipped += int(overlap.sum())
+                codes[i, overlap] = 0
+                taken[applied & ~overlap] = ends[i]
+        first = last
+    return skipped
 
 
 class Site(NamedTuple):
@@ -173,6 +262,7 @@ def sites(vcf_path, genome: Genome, region: tuple[str, int, int] | None = None,
         check_interval(genome, *region)
         back = {v: k for k, v in alias.items()}
         query = (back.get(region[0], region[0]), region[1], region[2])
+    reference = {}  # chrom -> (start, bases) of the last FASTA stretch read (1 Mb at a time), to check REF
     for rec in _records(vcf, path, query):
         if rec.CHROM not in alias and rec.CHROM not in genome.chrom_sizes:  # a contig not in the header
             alias = _matched(path, genome, [rec.CHROM], alias)
@@ -184,10 +274,14 @@ def sites(vcf_path, genome: Genome, region: tuple[str, int, int] | None = None,
                              f"{_names(genome.chrom_sizes)}.")
         size = genome.chrom_sizes[chrom]
         ref, alts = rec.REF.upper(), [a.upper() for a in rec.ALT]
-        found = genome.fetch(chrom, min(rec.start, size), min(rec.end, size))
-        if ref != found:
+        lo, hi = min(rec.start, size), min(rec.end, size)
+        at, bases = reference.get(chrom, (0, ""))
+        if not at <= lo <= hi <= at + len(bases):
+            at, bases = lo, genome.fetch(chrom, lo, min(size, max(hi, lo + 2**20)))
+            reference[chrom] = (at, bases)
+        if ref != bases[lo - at : hi - at]:
             raise ValueError(f"{where}: REF {ref!r} does not match the FASTA {genome.path}, which has "
-                             f"{found!r} there.")
+                             f"{bases[lo - at : hi - at]!r} there.")
         yield Site(chrom, rec.start, rec.end, ref, alts, rec.ID or ".", rec)
 
 
@@ -217,49 +311,67 @@ class Variants:
             if value not in _POLICIES[name]:
                 raise ValueError(f"{name} policy must be one of {_POLICIES[name]}, got {value!r}.")
         vcf = _vcf(path)
+        order = None
         if samples is not None:
-            absent = [s for s in samples if s not in vcf.samples]
+            have = set(vcf.samples)
+            absent = [s for s in samples if s not in have]
             if absent:
                 raise ValueError(f"VCF {path} has no sample(s) {absent}; it has {_names(vcf.samples)}.")
             vcf = _vcf(path, samples)
-        order = [list(vcf.samples).index(s) for s in samples] if samples is not None else None
+            column = {s: j for j, s in enumerate(vcf.samples)}
+            order = [column[s] for s in samples]
         counts = dict(records=0, het=0, missing=0, multiallelic=0, symbolic=0, skipped=0)
-        rows, codes = [], []
-        last_end: dict[str, np.ndarray] = {}
+        rows, calls, where, symbolic = [], [], [], []
+        names = list(vcf.samples)  # cyvcf2 builds this list anew on each access
         for site in sites(path, genome, region, chrom_alias, vcf):
             chrom, rec, ref, alts = site.chrom, site.record, site.ref, site.alts
-            where = f"VCF {path} record {rec.CHROM}:{rec.POS}"
+            where.append(f"VCF {path} record {rec.CHROM}:{rec.POS}")
             try:
                 genotype = rec.genotype
             except Exception:  # cyvcf2 raises a bare Exception when the record has no GT
                 genotype = None
             if genotype is None:
-                raise ValueError(f"{where} has no GT field; expected a genotype per sample.")
-            counts["records"] += 1
+                raise ValueError(f"{where[-1]} has no GT field; expected a genotype per sample.")
             counts["multiallelic"] += len(alts) > 1
-            code = _codes(genotype, het, missing, counts)
-            code = code if order is None else code[order]
-            symbolic = np.isin(code, [k + 1 for k, a in enumerate(alts) if is_symbolic(a)])
-            counts["symbolic"] += int(symbolic.sum())
-            code[symbolic] = 0
-            ends = last_end.setdefault(chrom, np.zeros(len(code), np.int64))
-            applied = code != 0
-            overlap = applied & (rec.start < ends)
-            counts["skipped"] += int(overlap.sum())
-            code[overlap] = 0
-            ends[applied & ~overlap] = rec.end
-            if code.any():
-                rows.append((chrom, rec.start, rec.end, ref, alts))
-                codes.append(code)
+            calls.append(_calls(genotype, where[-1], names))
+            symbolic.append([k + 1 for k, a in enumerate(alts) if is_symbolic(a)])
+            rows.append((chrom, rec.start, rec.end, ref, alts))
+        counts["records"] = len(rows)
+        samples = list(vcf.samples) if samples is None else list(samples)
+        calls = np.array(calls, np.int16).reshape(len(rows), len(names), 2)
+        codes = _codes(calls if order is None else calls[:, order], het, missing, counts, where, samples)
+        for i in (i for i, k in enumerate(symbolic) if k):
+            hit = np.isin(codes[i], symbolic[i])
+            counts["symbolic"] += int(hit.sum())
+            codes[i, hit] = 0
+        counts["skipped"] = _skip_overlaps([r[0] for r in rows], np.array([r[1] for r in rows], np.int64),
+                                           np.array([r[2] for r in rows], np.int64), codes)
+        carried = codes.any(1)
         if counts["skipped"]:
             warnings.warn(f"VCF {path}: skipped {counts['skipped']} variant call(s) overlapping an earlier "
                           f"variant of the same sample.", stacklevel=2)
         if not counts["records"] and next(iter(_vcf(path)), None) is None:
             warnings.warn(f"VCF {path} has no records: every variety equals the reference.", stacklevel=2)
-        table = pd.DataFrame(rows, columns=["chrom", "start", "end", "ref", "alts"])
-        samples = list(vcf.samples) if samples is None else list(samples)
-        genotypes = np.array(codes, np.int16).reshape(len(codes), len(samples))
-        return cls(path, samples, table, genotypes, counts, region)
+        table = pd.DataFrame([r for r, c in zip(rows, carried, strict=True) if c],
+                             columns=["chrom", "start", "end", "ref", "alts"])
+        return cls(path, samples, table, codes[carried], counts, region)
+
+    @cached_property
+    def _arrays(self) -> dict:
+        """The table as arrays (chrom, start, end, most bases any ALT removes), ALT tokens, sample rows."""
+        t = self.table
+        ref_len = t["ref"].str.len().to_numpy(np.int64)
+        alt_len = np.array([min(map(len, alts)) for alts in t["alts"]], np.int64).reshape(-1)
+        chrom, start = t["chrom"].to_numpy(dtype=object), t["start"].to_numpy(np.int64)
+        end = t["end"].to_numpy(np.int64)
+        by_chrom = {}
+        for c in dict.fromkeys(chrom):
+            rows = np.flatnonzero(chrom == c)
+            rows = rows[np.argsort(start[rows], kind="stable")]
+            by_chrom[c] = (rows, start[rows], np.maximum.accumulate(end[rows]))
+        return {"chrom": chrom, "start": start, "end": end, "shrink": np.maximum(ref_len - alt_len, 0),
+                "alts": [[encode(a) for a in alts] for alts in t["alts"]], "by_chrom": by_chrom,
+                "row": {s: j for j, s in enumerate(self.samples)}}
 
     def carried(self) -> pd.DataFrame:
         """One row per variant a sample carries: chrom, start, ref, alt ('N' when masked), sample."""
@@ -274,17 +386,20 @@ class Variants:
 
     def alleles(self, sample: str, chrom: str, start: int, end: int) -> list[tuple[int, int, np.ndarray]]:
         """(start, end, variety tokens) of the variants `sample` carries that overlap chrom:[start, end)."""
-        if sample not in self.samples:
+        a = self._arrays
+        if sample not in a["row"]:
             raise ValueError(f"sample {sample!r} was not loaded from VCF {self.path}; "
                              f"loaded: {_names(self.samples)}.")
-        t, codes = self.table, self.genotypes[:, self.samples.index(sample)]
-        hit = np.flatnonzero((t["chrom"].to_numpy() == chrom) & (t["start"].to_numpy() < end)
-                             & (t["end"].to_numpy() > start) & (codes != 0))
+        if chrom not in a["by_chrom"]:
+            return []
+        rows, starts, reach = a["by_chrom"][chrom]  # sorted by start; reach: the furthest end so far
+        rows = rows[np.searchsorted(reach, start, "right") : np.searchsorted(starts, end, "left")]
+        codes = self.genotypes[rows, a["row"][sample]]
         out = []
-        for i in hit:
-            s, e, code = int(t["start"].iat[i]), int(t["end"].iat[i]), codes[i]
-            alt = np.full(e - s, N, np.uint8) if code == MASK else encode(t["alts"].iat[i][code - 1])
-            out.append((s, e, alt))
+        for i in rows[(a["end"][rows] > start) & (codes != 0)].tolist():
+            code = int(self.genotypes[i, a["row"][sample]])
+            s, e = int(a["start"][i]), int(a["end"][i])
+            out.append((s, e, np.full(e - s, N, np.uint8) if code == MASK else a["alts"][i][code - 1]))
         return out
 
 
@@ -299,18 +414,35 @@ def variety_sequence(genome: Genome, variants: Variants | None, sample: str | No
     check_interval(genome, chrom, start, end)
     found = variants.alleles(sample, chrom, start, end) if sample is not None else []
     lo, hi = min([start] + [s for s, _, _ in found]), max([end] + [e for _, e, _ in found])
-    ref = genome.tokens(chrom, lo, hi)
-    pieces, index, at, length = [], [], lo, 0
-    for s, e, alt in found:
-        pieces += [ref[at - lo : s - lo], alt]
-        index += [length + np.arange(s - at), length + s - at + np.minimum(np.arange(e - s), len(alt))]
-        length += s - at + len(alt)
-        at = e
-    pieces.append(ref[at - lo :])
-    index += [length + np.arange(hi - at + 1)]
-    seq, index = np.concatenate(pieces), np.concatenate(index)
-    first, last = index[start - lo], index[end - lo]
-    return seq[first:last], index[start - lo : end - lo] - first
+    return _apply(genome.tokens(chrom, lo, hi), lo, found, start, end, np.arange(start, end))
+
+
+def _apply(ref: np.ndarray, ref_lo: int, found: list, start: int, end: int, positions: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Variety tokens over reference [start, end) and where reference `positions` begin in them, from the
+    reference tokens `ref` starting at ref_lo (covering start, end and the variants `found`)."""
+    if not found:
+        return ref[start - ref_lo : end - ref_lo], positions - start
+    s, e = np.array([[s, e] for s, e, _ in found], np.int64).T
+    alt_len = np.array([len(alt) for _, _, alt in found], np.int64)
+    shift = np.concatenate([[0], np.cumsum(alt_len - (e - s))])  # length change before each variant
+    lo, hi = min(start, int(s[0])), max(end, int(e.max()))
+    pieces, at = [], lo
+    for (v_start, v_end, alt) in found:
+        pieces += [ref[at - ref_lo : v_start - ref_lo], alt]
+        at = v_end
+    pieces.append(ref[at - ref_lo : hi - ref_lo])
+
+    def index(pos: np.ndarray) -> np.ndarray:
+        out = pos - lo + shift[np.searchsorted(e, pos, "right")]  # after every variant that ends by pos
+        j = np.searchsorted(s, pos, "right") - 1
+        inside = (j >= 0) & (pos < e[np.maximum(j, 0)])
+        j = j[inside]
+        out[inside] = s[j] - lo + shift[j] + np.minimum(pos[inside] - s[j], alt_len[j])
+        return out
+
+    first, last = index(np.array([start, end]))
+    return np.concatenate(pieces)[first:last], index(np.asarray(positions, np.int64)) - first
 
 
 def _variety_windows(genome: Genome, variants: Variants | None, sample: str | None, chrom: str, start: int,
@@ -327,6 +459,11 @@ def _variety_windows(genome: Genome, variants: Variants | None, sample: str | No
     return np.concatenate([seq, np.full(max(short, 0), PAD, np.uint8)]), offsets
 
 
+def _block_step(n_windows: int, n_rows: int, window: int, max_bytes: int | None) -> int:
+    """Windows per block: all (max_bytes None), else as many as fit every row's tokens in max_bytes."""
+    return n_windows if max_bytes is None else max(1, max_bytes // (n_rows * window))
+
+
 def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int,
                           window: int, stride: int, max_bytes: int | None = None) -> Iterator[np.ndarray]:
     """variety_windows' tokens in consecutive blocks of windows, each of at most about `max_bytes` (None: one
@@ -338,7 +475,7 @@ def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str,
                          f"window.")
     samples = [None] + (variants.samples if variants is not None else [])
     views = [_variety_windows(genome, variants, s, chrom, start, end, window, starts) for s in samples]
-    step = len(starts) if max_bytes is None else max(1, max_bytes // (len(samples) * window))
+    step = _block_step(len(starts), len(samples), window, max_bytes)
     for i in range(0, len(starts), step):
         yield np.stack([sliding_window_view(seq, window)[offsets[i : i + step]] for seq, offsets in views])
 
@@ -372,3 +509,126 @@ def unique_windows(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys = flat.view(np.dtype((np.void, flat.shape[1]))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return flat[first], inverse.reshape(tokens.shape[:-1])
+
+
+# ---- distinct windows from allele patterns ----
+
+def _chrom_records(variants: Variants | None, chrom: str, seed: int = 0) -> dict:
+    """One chromosome's records sorted by start, their genotypes, prefix sums of the bases they may delete,
+    and a random 64-bit key per (record, allele code); code 0 (the reference allele) has key 0."""
+    if variants is None:
+        return {"start": np.zeros(0, np.int64), "codes": np.zeros((0, 0), np.int16)}
+    a = variants._arrays
+    rows = a["by_chrom"].get(chrom, (np.zeros(0, np.int64),))[0]
+    codes = variants.genotypes[rows]
+    start, end, shrink = a["start"][rows], a["end"][rows], a["shrink"][rows]
+    by_end = np.argsort(end, kind="stable")
+    n_codes = max([len(x) for x in a["alts"]] + [0]) + 2  # column c + 1 holds code c (MASK = -1 first)
+    keys = np.random.default_rng(seed).integers(0, 2**64, (len(rows), n_codes), np.uint64, endpoint=False)
+    keys[:, 1] = 0
+    return {"start": start, "end": end, "codes": codes, "keys": keys,
+            "cummax_end": np.maximum.accumulate(end) if len(end) else end,
+            "shrink_by_start": np.concatenate([[0], np.cumsum(shrink)]),
+            "end_sorted": end[by_end], "shrink_by_end": np.concatenate([[0], np.cumsum(shrink[by_end])])}
+
+
+def window_patterns(records: dict, starts: np.ndarray, window: int, n_samples: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Allele pattern uint64 [n_windows, n_samples + 1 (reference first)] of each variety at each window,
+    and each window's reach R (the reference end of what any variety's window can read).
+
+    A window of `window` variety bases from reference position s reads the reference up to a reach
+    R = s + window + (bases deleted by the variants in [s, R)), so its content is fixed by the alleles a
+    variety carries at the variants overlapping [s, R) (R is taken with every ALT's largest deletion, an upper
+    bound for any variety). The pattern is the sum (mod 2**64) of random keys of those (variant, allele)
+    pairs, from prefix sums over the records; the reference allele adds 0, so pattern 0 is the reference.
+    Two different patterns of a window share a sum with probability 2**-64.
+    """
+    starts = np.asarray(starts, np.int64)
+    out = np.zeros((len(starts), n_samples + 1), np.uint64)
+    r = records
+    if not len(r["start"]) or not len(starts):
+        return out, starts + window
+    gone = r["shrink_by_end"][np.searchsorted(r["end_sorted"], starts, "right")]
+    reach = starts + window
+    while True:
+        longer = starts + window + r["shrink_by_start"][np.searchsorted(r["start"], reach, "left")] - gone
+        if np.array_equal(longer, reach):
+            break
+        reach = longer
+    lo = int(np.searchsorted(r["cummax_end"], starts.min(), "right"))  # records before lo end before all
+    hi = int(np.searchsorted(r["start"], reach.max(), "left"))
+    if hi <= lo:
+        return out, reach
+    keys = np.take_along_axis(r["keys"][lo:hi], r["codes"][lo:hi].astype(np.intp) + 1, axis=1)
+    by_end = np.argsort(r["end"][lo:hi], kind="stable")
+    with np.errstate(over="ignore"):
+        upto = np.zeros((hi - lo + 1, n_samples), np.uint64)
+        np.cumsum(keys, axis=0, out=upto[1:])
+        ended = np.zeros_like(upto)
+        np.cumsum(keys[by_end], axis=0, out=ended[1:])
+        out[:, 1:] = (upto[np.searchsorted(r["start"][lo:hi], reach, "left")]
+                      - ended[np.searchsorted(r["end"][lo:hi][by_end], starts, "right")])
+    return out, reach
+
+
+def _pattern_groups(patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window, rows grouped by pattern: group id [n_windows, n_rows] (numbered window by window), and
+    each group's window and first row (the reference row leads the reference pattern's group)."""
+    order = np.argsort(patterns, axis=1, kind="stable")
+    ranked = np.take_along_axis(patterns, order, axis=1)
+    first = np.ones(ranked.shape, bool)
+    first[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    group = np.empty(order.shape, np.int64)
+    np.put_along_axis(group, order, np.cumsum(first, axis=None).reshape(first.shape) - 1, axis=1)
+    windows, k = np.nonzero(first)
+    return group, windows, order[windows, k]
+
+
+def distinct_window_blocks(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int,
+                           window: int, stride: int, max_bytes: int | None = None, dedup: str = "alleles"
+                           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per block of variety_window_blocks: its distinct windows [u, window] (sorted by bytes) and the inverse
+    [n_samples + 1, n_block_windows] mapping each row's window to its distinct one.
+
+    dedup="bytes" builds every row's windows and hashes them (unique_windows); "alleles" builds one window per
+    distinct (window, allele pattern) and hashes only those. Both give the same arrays, block by block.
+    """
+    if dedup not in DEDUP:
+        raise ValueError(f"dedup must be one of {DEDUP}, got {dedup!r}.")
+    if dedup == "bytes":
+        for block in variety_window_blocks(genome, variants, chrom, start, end, window, stride, max_bytes):
+            yield unique_windows(block)
+        return
+    check_interval(genome, chrom, start, end)
+    starts = window_starts(start, end, window, stride)
+    if not len(starts):
+        raise ValueError(f"region {chrom}:{start}-{end} is {end - start} bp, shorter than the {window} bp "
+                         f"window.")
+    samples = [None] + (variants.samples if variants is not None else [])
+    records = _chrom_records(variants, chrom)
+    size = genome.chrom_sizes[chrom]
+    ref_lo = min([start] + records["start"][records["end"] > start].tolist())
+    ref_hi = min(size, end + window + int(records["shrink_by_start"][-1]) if len(records["start"]) else end)
+    ref = genome.tokens(chrom, ref_lo, ref_hi)
+    span = np.arange(window)
+    step = _block_step(len(starts), len(samples), window, max_bytes)
+    for i in range(0, len(starts), step):
+        at = starts[i : i + step]
+        patterns, reach = window_patterns(records, at, window, len(samples) - 1)
+        group, windows, rows = _pattern_groups(patterns)
+        tokens = np.empty((len(rows), window), np.uint8)
+        by_row = np.argsort(rows, kind="stable")
+        cuts = np.flatnonzero(np.diff(rows[by_row])) + 1
+        for ids in np.split(by_row, cuts):  # one row's groups, in window order
+            s = at[windows[ids]]
+            for run in np.split(ids, np.flatnonzero(np.diff(s) > window) + 1):  # built apart when far apart
+                s, stop = at[windows[run]], min(size, int(reach[windows[run]].max()))
+                sample = samples[rows[run[0]]]
+                found = variants.alleles(sample, chrom, int(s[0]), stop) if sample is not None else []
+                seq, offsets = _apply(ref, ref_lo, found, int(s[0]), stop, s)
+                short = max(0, int(offsets[-1]) + window - len(seq))  # the chromosome ran out
+                seq = np.concatenate([seq, np.full(short, PAD, np.uint8)])
+                tokens[run] = seq[offsets[:, None] + span]
+        uniq, inverse = unique_windows(tokens)
+        yield uniq, inverse[group].T
