@@ -120,3 +120,14 @@ def test_the_kernel_start_up_warning_stays_out_of_the_terminal(tmp_path, capfd):
     output = experiments.execute(tmp_path / "t.ipynb", tmp_path / "executed" / "r", {"x": 41}, progress=False)
     assert '"42\\n"' in output.read_text()
     assert "without encryption" not in capfd.readouterr().err
+
+
+def test_portable_writes_machine_paths_as_their_portable_names(tmp_path):
+    from seq2epi.experiments import portable
+
+    data, root = tmp_path / "data", tmp_path / "lab"
+    notebook = tmp_path / "n.ipynb"
+    notebook.write_text(f'{{"text": "read {data}/a.csv into {root}/executed/r/x, not {data}x/b"}}')
+    portable(notebook, {data: "$SEQ2EPI_DATA", root: "."})
+    expected = f'{{"text": "read $SEQ2EPI_DATA/a.csv into ./executed/r/x, not {data}x/b"}}'
+    assert notebook.read_text() == expected

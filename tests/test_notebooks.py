@@ -77,7 +77,9 @@ def test_pretraining_stage_hands_its_encoder_to_training(tmp_path, monkeypatch):
     assert "starting from the weights of artifacts/pretrain/best.pt" in said
 
 
-def test_a_record_is_light_portable_and_clean(smoke_record):
+def test_a_record_is_light_portable_and_clean(smoke_record, workbook):
+    for notebook in smoke_record.glob("*.ipynb"):
+        assert str(workbook.resolve()) not in notebook.read_text(), notebook.name
     html = (smoke_record / "02_train.html").read_text()
     assert '<link rel="stylesheet" href="../nbconvert-' in html and 'src="figures/loss.png"' in html
     assert len(html) < 100_000

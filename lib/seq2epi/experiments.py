@@ -76,8 +76,21 @@ def execute(template: Path, record: Path, params: dict, progress: bool = True) -
         raise ExperimentError(output, f"{err.ename}: {err.evalue}".strip()) from None
     finally:
         if output.exists():
+            portable(output, {parameters.data_dir(params.get("data_dir")): "$SEQ2EPI_DATA",
+                              record.parent.parent: "."})
             render_html(output)
     return output
+
+
+def portable(notebook: Path, folders: dict[Path, str]) -> None:
+    """Write each folder's machine path in an executed notebook (papermill's paths, printed file names) as
+    its portable name, e.g. the data folder as $SEQ2EPI_DATA and the workbook as `.`: a record names no
+    machine."""
+    text = notebook.read_text(encoding="utf-8")
+    for folder, name in sorted(folders.items(), key=lambda item: -len(str(item[0]))):
+        text = text.replace(f"{Path(folder).resolve()}/", f"{name}/")
+    with records.atomic_path(notebook) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict | None = None,
