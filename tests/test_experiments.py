@@ -127,7 +127,9 @@ def test_portable_writes_machine_paths_as_their_portable_names(tmp_path):
 
     data, root = tmp_path / "data", tmp_path / "lab"
     notebook = tmp_path / "n.ipynb"
-    notebook.write_text(f'{{"text": "read {data}/a.csv into {root}/executed/r/x, not {data}x/b"}}')
+    text = f"read {data}/a.csv into {root}/executed/r/x, not {data}x/b"
+    notebook.write_text(f'{{"text": "{text}", "d": "{data}"}}')
     portable(notebook, {data: "$SEQ2EPI_DATA", root: "."})
-    expected = f'{{"text": "read $SEQ2EPI_DATA/a.csv into ./executed/r/x, not {data}x/b"}}'
+    text = f"read $SEQ2EPI_DATA/a.csv into ./executed/r/x, not {data}x/b"
+    expected = f'{{"text": "{text}", "d": "$SEQ2EPI_DATA"}}'
     assert notebook.read_text() == expected

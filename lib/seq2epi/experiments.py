@@ -88,7 +88,8 @@ def portable(notebook: Path, folders: dict[Path, str]) -> None:
     machine."""
     text = notebook.read_text(encoding="utf-8")
     for folder, name in sorted(folders.items(), key=lambda item: -len(str(item[0]))):
-        text = text.replace(f"{Path(folder).resolve()}/", f"{name}/")
+        path = re.escape(str(Path(folder).resolve()))
+        text = re.sub(path + r"(?=[/\\\"'])", lambda _, name=name: name, text)  # not a longer name
     with records.atomic_path(notebook) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
