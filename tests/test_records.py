@@ -124,3 +124,10 @@ def test_read_record_gives_parameters_history_metrics_and_mark(tmp_path):
     assert list(record.history["val_auc"]) == [0.9, 0.93] and record.metrics["transformer"]["auroc"] == 0.91
     empty = records.read_record(make_record(tmp_path, "2021-05-03_e", experiment="e", mark="H3K27me3"))
     assert (empty.history, empty.metrics, empty.mark) == (None, None, "H3K27me3")
+
+
+def test_a_scoring_job_is_indexed_as_scored_with_its_input(tmp_path):
+    folder = make_record(tmp_path, "2021-05-03_s", experiment="s", score_record="a", score_vcf="c.vcf")
+    (folder / "06_score.html").write_text("")
+    row = index_rows(tmp_path)[0]
+    assert "| c.vcf |" in row and "| scored |" in row

@@ -119,7 +119,7 @@ def read_record(path: Path) -> Record:
 
 
 def record_status(record: Record) -> str:
-    """failed | interrupted | complete | map | partial; a stage the runner skipped is named."""
+    """failed | interrupted | complete | map | scored | partial; a stage the runner skipped is named."""
     for mark in MARKS:
         if (record.path / mark).exists():
             return mark.lower()
@@ -127,6 +127,8 @@ def record_status(record: Record) -> str:
         skipped = [stage[:2] for stage in idle_stages(record.params)
                    if not (record.path / f"{stage}.ipynb").exists()]
         return "complete" + "".join(f", {s} skipped" for s in skipped)
+    if (record.path / "06_score.html").exists():
+        return "scored"
     return "map" if (record.path / "04_predict_genome.html").exists() else "partial"
 
 
@@ -135,8 +137,8 @@ def _data_of(record: Record) -> str:
     samples = params.get("samples") or [{}]
     data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet") or samples[0].get("fasta"),
             "simulate": "simulated genome"}.get(params.get("input"), "")
-    if not (record.path / "01_data_prep.ipynb").exists():  # a map of another record's model
-        data = params.get("predict_fasta", "")
+    if not (record.path / "01_data_prep.ipynb").exists():  # a map or scoring job with another record's model
+        data = params.get("predict_fasta") or params.get("score_vcf") or params.get("score_input") or ""
     cuts = [f"{key} {params[key]}" for key in ("max_sequences", "max_test_sequences") if params.get(key)]
     return f"{data} (cut: {', '.join(cuts)})" if cuts else data or ""
 
