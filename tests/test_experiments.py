@@ -133,3 +133,25 @@ def test_portable_writes_machine_paths_as_their_portable_names(tmp_path):
     text = f"read $SEQ2EPI_DATA/a.csv into ./executed/r/x, not {data}x/b"
     expected = f'{{"text": "{text}", "d": "$SEQ2EPI_DATA"}}'
     assert notebook.read_text() == expected
+
+
+def test_tidy_keeps_one_line_per_warning_and_no_progress_bar(tmp_path):
+    import nbformat
+
+    from seq2epi.experiments import tidy
+
+    bars = "\repoch 1/2:   0%|          | 0/29 [00:00<?, ?it/s]\repoch 1/2: 100%|##| 29/29\r          \n"
+    warning = ("/tmp/ipykernel_1/2.py:3: UserWarning: 4 of 300 sequences share a 31-bp stretch\n"
+               "  data = prepare.from_csv(train, test)\n"
+               "./.venv/lib/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"
+               "  from .autonotebook import tqdm as notebook_tqdm\n")
+    cell = nbformat.v4.new_code_cell("fit()", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=bars + warning),
+        nbformat.v4.new_output("stream", name="stdout", text="epoch 1/2  val AUC 0.9\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="a real message\n")])
+    path = tmp_path / "02_train.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    tidy(path)
+    outputs = [(o.name, o.text) for o in nbformat.read(path, as_version=4).cells[0].outputs]
+    assert outputs == [("stdout", "UserWarning: 4 of 300 sequences share a 31-bp stretch\n"),
+                       ("stdout", "epoch 1/2  val AUC 0.9\n"), ("stderr", "a real message\n")]

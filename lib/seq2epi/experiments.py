@@ -78,6 +78,7 @@ def execute(template: Path, record: Path, params: dict, progress: bool = True) -
         if output.exists():
             portable(output, {parameters.data_dir(params.get("data_dir")): "$SEQ2EPI_DATA",
                               record.parent.parent: "."})
+            tidy(output)
             render_html(output)
     return output
 
@@ -92,6 +93,43 @@ def portable(notebook: Path, folders: dict[Path, str]) -> None:
         text = re.sub(path + r"(?=[/\\\"'])", lambda _, name=name: name, text)  # not a longer name
     with records.atomic_path(notebook) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+PROGRESS_LINE = re.compile(r"\r|\d+%\|")  # a tqdm bar (drawn with carriage returns)
+WARNING_LINE = re.compile(r"^\S+:\d+: (\w+Warning): (.*)$")  # "file:line: Category: message"
+
+
+def tidy(notebook: Path) -> None:
+    """Leave in an executed notebook's stderr what a reader needs: progress bars (any library's) are dropped,
+    a warning becomes one line `Category: message` on stdout, without the kernel's file and source line, and
+    tqdm's note that Jupyter widgets are missing goes."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "stream" or out.get("name") != "stderr":
+                outputs.append(out)
+                continue
+            kept, warned, source_of_warning = [], [], False
+            for line in out.get("text", "").split("\n"):
+                warning = WARNING_LINE.match(line)
+                if warning:
+                    source_of_warning = True
+                    if warning.group(1) != "TqdmWarning":
+                        warned.append(f"{warning.group(1)}: {warning.group(2)}")
+                elif source_of_warning and line.startswith("  "):
+                    continue  # the source line warnings print under the warning
+                elif line.strip() and not PROGRESS_LINE.search(line):
+                    source_of_warning = False
+                    kept.append(line)
+            if warned:
+                outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(warned) + "\n"))
+            if kept:
+                outputs.append(nbformat.v4.new_output("stream", name="stderr", text="\n".join(kept) + "\n"))
+        if "outputs" in cell:
+            cell.outputs = outputs
+    with records.atomic_path(notebook) as tmp:
+        nbformat.write(nb, tmp)
 
 
 def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict | None = None,
