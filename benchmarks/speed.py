@@ -56,6 +56,12 @@ def paths(args) -> dict[str, dict]:
         out["fast+bf16"] = dict(attention="fast", precision="bf16", compile=False, fused=True)
     if args.compile:
         out["fast+compile"] = dict(attention="fast", precision="auto", compile=True, fused=True)
+    if args.attention_dropout0:
+        out["fast, attention dropout 0"] = dict(attention="fast", precision="auto", compile=False, fused=True,
+                                                attention_dropout=0.0)
+        if args.amp and args.device != "cuda":
+            out["fast+bf16, attention dropout 0"] = dict(attention="fast", precision="bf16", compile=False,
+                                                         fused=True, attention_dropout=0.0)
     return out
 
 
@@ -85,7 +91,8 @@ def measure(path: dict, phase: str, length: int, size: dict, args) -> dict:
     set_numerics()  # true fp32 where fp32 is computed
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = NucleicTransformer(ModelConfig(**size, attention=path["attention"])).to(device)
+    model = NucleicTransformer(ModelConfig(**size, attention=path["attention"],
+                                           attention_dropout=path.get("attention_dropout"))).to(device)
     rng = np.random.default_rng(0)
     if phase == "train":
         n = args.batch * (args.warmup + args.steps)
@@ -166,6 +173,7 @@ def main() -> None:
     p.add_argument("--small", action="store_true", help="ninp 128, nhid 512, nlayers 2, nhead 8, kmers [13]")
     for key in ("ninp", "nhead", "nhid", "nlayers"):
         p.add_argument(f"--{key}", type=int)
+    p.add_argument("--kmers", type=int, nargs="+", help="k-mer aggregation widths (default [13])")
     p.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     p.add_argument("--batch", type=int, help="training batch (default 64, --small 32)")
     p.add_argument("--predict-batch", type=int, default=64,
@@ -176,11 +184,15 @@ def main() -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers (default: 8 on GPU, 0 on CPU)")
     p.add_argument("--compile", action="store_true", help="also measure the fast path with torch.compile")
     p.add_argument("--amp", action="store_true", help="CPU: also the fast path in bfloat16")
+    p.add_argument("--attention-dropout0", action="store_true",
+                   help="also the fast path with no dropout on attention weights (dropout kept elsewhere)")
     p.add_argument("--peak-tflops", type=float, help="dense 16-bit peak for MFU (default: by GPU name)")
     p.add_argument("--md", help="markdown file whose <!-- gpu-rows --> block receives the table")
     args = p.parse_args()
     size = {**(SMALL if args.small else LAB), **{k: v for k in ("ninp", "nhead", "nhid", "nlayers")
                                                   if (v := getattr(args, k)) is not None}}
+    if args.kmers:
+        size["kmers"] = tuple(args.kmers)
     args.batch = args.batch or (32 if args.small else 64)
     args.steps = args.steps or (2 if args.small else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.small else 5)

@@ -62,6 +62,26 @@ def test_max_sequences_cuts_training_and_max_test_sequences_the_test_file(tmp_pa
     assert data["cuts"] == [f"{test} (max_test_sequences): 5 of 20 kept"]
 
 
+@pytest.mark.filterwarnings("ignore:.*positives are")  # 5 training windows are not balanced
+def test_train_size_keeps_validation_whole_and_nests_the_training_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [("".join(rng.choice(list("ACGT"), 40)), i % 2) for i in range(60)]
+    train, test = write_csv(tmp_path / "train.csv", rows[:50]), write_csv(tmp_path / "test.csv", rows[50:])
+    full = prepare.from_csv(train, test, 0.2, seed=0, val_split="random")
+    val = set(full["table"].query("split == 'val'")["line"])
+    kept = {}
+    for n in (5, 20):
+        data = prepare.from_csv(train, test, 0.2, seed=0, val_split="random", train_size=n)
+        table = data["table"]
+        assert set(table.query("split == 'val'")["line"]) == val
+        kept[n] = set(table.query("split == 'train'")["line"])
+        assert len(kept[n]) == n and (data["split"] == "test").sum() == 10
+        assert data["cuts"] == [f"{train} (train_size): {n} of 40 training windows kept (validation whole)"]
+    assert kept[5] < kept[20]
+    with pytest.raises(ValueError, match="train_size 41 exceeds the 40 training windows"):
+        prepare.from_csv(train, test, 0.2, seed=0, val_split="random", train_size=41)
+
+
 def test_a_lower_case_copy_is_the_same_sequence(tmp_path):
     """Duplicates, 31-bp overlaps and validation groups compare sequences as the model reads them."""
     dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 400))

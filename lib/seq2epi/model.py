@@ -18,6 +18,7 @@ class ModelConfig:
     nlayers: int = 6
     kmers: tuple[int, ...] = (13,)
     dropout: float = 0.1
+    attention_dropout: float | None = None  # on the attention weights (None: dropout); 0 keeps SDPA's fast kernels
     n_targets: int = 1
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "reference": explicit float32 softmax
     kmer_features: int = 0  # k > 0: the 1..k-mer spectrum (the k-mer baseline's features) joins the pool
@@ -110,9 +111,11 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
 class EncoderLayer(nn.Module):
     """Post-norm transformer encoder layer with a Mish feed-forward block."""
 
-    def __init__(self, ninp: int, nhead: int, nhid: int, dropout: float, attention: str):
+    def __init__(self, ninp: int, nhead: int, nhid: int, dropout: float, attention: str,
+                 attention_dropout: float | None = None):
         super().__init__()
-        self.self_attn = SelfAttention(ninp, nhead, dropout, attention)
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        self.self_attn = SelfAttention(ninp, nhead, attention_dropout, attention)
         self.linear1 = nn.Linear(ninp, nhid)
         self.linear2 = nn.Linear(nhid, ninp)
         self.activation = nn.Mish()
@@ -192,7 +195,8 @@ class NucleicTransformer(nn.Module):
         self.pos_encoder = PositionalEncoding(config.ninp, config.dropout, config.max_len)
         self.k_mer_aggregate = KmerAggregate(config.kmers, config.ninp)
         self.layers = nn.ModuleList(
-            EncoderLayer(config.ninp, config.nhead, config.nhid, config.dropout, config.attention)
+            EncoderLayer(config.ninp, config.nhead, config.nhid, config.dropout, config.attention,
+                         config.attention_dropout)
             for _ in range(config.nlayers)
         )
         self.pool = GeM()

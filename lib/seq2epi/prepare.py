@@ -21,6 +21,19 @@ def _subsample(frame: pd.DataFrame, n: int, seed: int, cuts: list[str], what: st
     return frame.sample(n=n, random_state=seed).sort_index()
 
 
+def _learning_subset(is_val: np.ndarray, n: int, seed: int, cuts: list[str], what: str) -> np.ndarray:
+    """Rows kept: every validation row and `n` training rows, the first `n` of one seeded order, so a smaller
+    size is a subset of a larger one (a learning curve's points share their windows)."""
+    rows = np.flatnonzero(~is_val)
+    if n > len(rows):
+        raise ValueError(f"{what}: train_size {n} exceeds the {len(rows)} training windows left after the "
+                         f"validation carve-out; use 0 for all of them.")
+    cuts.append(f"{what}: {n} of {len(rows)} training windows kept (validation whole)")
+    keep = is_val.copy()
+    keep[np.random.default_rng([seed, 1]).permutation(rows)[:n]] = True
+    return keep
+
+
 def _check_crop(crop_length: int, min_length: int) -> None:
     if 0 < crop_length < min_length:
         raise ValueError(f"crop_length {crop_length} bp is shorter than the largest k-mer ({min_length} bp).")
@@ -80,13 +93,14 @@ def overlaps_train(train_seqs: list[str], test_seqs: list[str]) -> np.ndarray:
 
 def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0,
              crop_length: int = 0, exclude: set[str] = frozenset(), val_split: str = "overlap",
-             max_test_sequences: int = 0, min_length: int = 0) -> dict:
+             max_test_sequences: int = 0, min_length: int = 0, train_size: int = 0) -> dict:
     """The lab's format: train and test CSV files; validation carved from train by a seeded split
     (datasets.validation_split: whole groups of overlapping sequences, or random rows).
 
     Sequences are compared as the model reads them (datasets.normalise). Train sequences in `exclude` are held
     out; sequences are centre-cropped to `crop_length` when set; `max_sequences` cuts the training file and
-    `max_test_sequences` the test file (0: all; `cuts` tells each cut); a sequence shorter than `min_length`
+    `max_test_sequences` the test file (0: all; `cuts` tells each cut); `train_size` keeps that many of the
+    training windows left after validation is carved (nested subsamples: learning curves); a sequence shorter than `min_length`
     (the largest k-mer) is refused. Also returns `duplicates` (test sequences also in train), `overlapping`
     (test sequences sharing a 31-mer with a train sequence, duplicates included; per window the table's
     `overlaps_train` column, False for train and val rows) and `balance` (label_balance), warning on each.
@@ -96,6 +110,10 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     train = datasets.read_labeled_csv(train_csv, min_length)
     train = _subsample(train, max_sequences, seed, cuts, f"{train_csv} (max_sequences)")
     train = _drop_excluded(train, exclude, train_csv)
+    is_val = datasets.validation_split(list(train["sequence"]), val_fraction, seed, val_split)
+    if train_size:
+        keep = _learning_subset(is_val, train_size, seed, cuts, f"{train_csv} (train_size)")
+        train, is_val = train[keep], is_val[keep]
     test = datasets.read_labeled_csv(test_csv, min_length)
     test = _subsample(test, max_test_sequences, seed, cuts, f"{test_csv} (max_test_sequences)")
     shared = len(set(train["sequence"]) & set(test["sequence"]))
@@ -108,7 +126,6 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
         warnings.warn(f"{overlapping} of {len(test)} sequences of {test_csv} share a 31-bp stretch (either "
                       f"strand) with a sequence of {train_csv}: overlapping windows, partial leakage",
                       stacklevel=2)
-    is_val = datasets.validation_split(list(train["sequence"]), val_fraction, seed, val_split)
     split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(test), "test")])
     seqs = centre_crop(list(train["sequence"]) + list(test["sequence"]), crop_length)
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])

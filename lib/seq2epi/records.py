@@ -139,7 +139,8 @@ def _data_of(record: Record) -> str:
             "simulate": "simulated genome"}.get(params.get("input"), "")
     if not (record.path / "01_data_prep.ipynb").exists():  # a map or scoring job with another record's model
         data = params.get("predict_fasta") or params.get("score_vcf") or params.get("score_input") or ""
-    cuts = [f"{key} {params[key]}" for key in ("max_sequences", "max_test_sequences") if params.get(key)]
+    cuts = [f"{key} {params[key]}" for key in ("max_sequences", "max_test_sequences", "train_size")
+            if params.get(key)]
     return f"{data} (cut: {', '.join(cuts)})" if cuts else data or ""
 
 
