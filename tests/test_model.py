@@ -143,6 +143,12 @@ def test_dropout_active_in_train_mode():
     assert not torch.equal(model(x), model(x))
 
 
+def test_attention_dropout_apart_from_dropout():
+    model = toy_model(attention_dropout=0.0)
+    assert all(layer.self_attn.dropout == 0.0 and layer.dropout.p == 0.1 for layer in model.layers)
+    assert all(layer.self_attn.dropout == 0.1 for layer in toy_model().layers)  # None: dropout
+
+
 def test_lab_size_parameter_count():
     with torch.device("meta"):
         model = NucleicTransformer(ModelConfig(ninp=512, nhid=2048, nlayers=6, nhead=8, kmers=(13,)))

@@ -117,6 +117,18 @@ def test_plot_compare_bars(tmp_path):
     _saves(fig, tmp_path)
 
 
+def test_plot_learning_curve(tmp_path):
+    table = pd.DataFrame({"mark": ["H3K4me3"] * 4 + ["H3K9ac"] * 2, "curve": ["a", "a", "b", "b", "a", "a"],
+                          "train_size": [250, 500] * 3, "auroc": np.linspace(0.7, 0.9, 6)})
+    table = table.assign(auroc_low=table["auroc"] - 0.02, auroc_high=table["auroc"] + 0.02)
+    fig = plots.plot_learning_curve(table, "train_size")
+    assert [ax.get_title() for ax in fig.axes] == ["H3K4me3", "H3K9ac"]
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_xscale() == "log"
+    _saves(fig, tmp_path)
+    with pytest.raises(ValueError, match="curve"):
+        plots.plot_learning_curve(table.drop(columns="curve"), "train_size")
+
+
 def test_plot_attention(tmp_path):
     weights = np.random.default_rng(0).dirichlet(np.ones(16), size=16)
     fig = plots.plot_attention(weights, title="layer 1")

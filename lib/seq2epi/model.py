@@ -18,7 +18,7 @@ class ModelConfig:
     nlayers: int = 6
     kmers: tuple[int, ...] = (13,)
     dropout: float = 0.1
-    attention_dropout: float | None = None  # on the attention weights (None: dropout); 0 keeps SDPA's fast kernels
+    attention_dropout: float | None = None  # attention weights (None: dropout)
     n_targets: int = 1
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "reference": explicit float32 softmax
     kmer_features: int = 0  # k > 0: the 1..k-mer spectrum (the k-mer baseline's features) joins the pool

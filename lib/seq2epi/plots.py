@@ -88,6 +88,30 @@ def plot_compare_bars(table: pd.DataFrame, by: str, metrics: list[str]) -> Figur
     return fig
 
 
+def plot_learning_curve(table: pd.DataFrame, by: str) -> Figure:
+    """Test AUROC (95 % interval as a band) against `by` (e.g. training windows), one panel per mark and one
+    line per curve (records.test_metrics rows with a `curve` name added)."""
+    _require(table, ["mark", "curve", by, "auroc", "auroc_low", "auroc_high"], "learning-curve table")
+    marks = list(dict.fromkeys(table["mark"]))
+    with _style():
+        fig, axes = plt.subplots(1, len(marks), figsize=(4.2 * len(marks) + 1.5, 3.6), sharey=True,
+                                 layout="constrained", squeeze=False)
+        for ax, mark in zip(axes[0], marks, strict=True):
+            for curve, points in table[table["mark"] == mark].groupby("curve", sort=False):
+                points = points.sort_values(by)
+                line, = ax.plot(points[by], points["auroc"], marker="o", markersize=4, label=curve)
+                ax.fill_between(points[by], points["auroc_low"], points["auroc_high"], alpha=0.15,
+                                color=line.get_color(), lw=0)
+            values = sorted(table[by].unique())
+            ax.set(xscale="log" if values[0] > 0 else "linear", title=mark, xlabel=by.replace("_", " "))
+            ax.set_xticks(values, [f"{v:,}" for v in values])
+            ax.minorticks_off()
+        axes[0, 0].set_ylabel("test AUROC")
+        axes[0, -1].legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+        sns.despine(fig)
+    return fig
+
+
 # ---- evaluation ------------------------------------------------------------------------------------------
 
 

@@ -100,10 +100,11 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     Sequences are compared as the model reads them (datasets.normalise). Train sequences in `exclude` are held
     out; sequences are centre-cropped to `crop_length` when set; `max_sequences` cuts the training file and
     `max_test_sequences` the test file (0: all; `cuts` tells each cut); `train_size` keeps that many of the
-    training windows left after validation is carved (nested subsamples: learning curves); a sequence shorter than `min_length`
-    (the largest k-mer) is refused. Also returns `duplicates` (test sequences also in train), `overlapping`
-    (test sequences sharing a 31-mer with a train sequence, duplicates included; per window the table's
-    `overlaps_train` column, False for train and val rows) and `balance` (label_balance), warning on each.
+    training windows left after validation is carved (nested subsamples: learning curves); a sequence
+    shorter than `min_length` (the largest k-mer) is refused. Also returns `duplicates` (test sequences also
+    in train), `overlapping` (test sequences sharing a 31-mer with a train sequence, duplicates included;
+    per window the table's `overlaps_train` column, False for train and val rows) and `balance`
+    (label_balance), warning on each.
     """
     _check_crop(crop_length, min_length)
     cuts = []

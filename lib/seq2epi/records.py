@@ -111,6 +111,38 @@ class Record:
         return pd.read_csv(self.path / "predictions.tsv.gz", sep="\t")
 
 
+def test_metrics(record: Record, by: str) -> pd.DataFrame:
+    """One row per mark and model of a record's metrics.json: test AUROC and MCC with their 95 % intervals,
+    the overlap-free AUROC where scored, and the record's value of the parameter `by` (e.g. train_size)."""
+    rows = []
+    for mark, models in (record.metrics or {}).get("marks", {}).items():
+        for model, m in models.items():
+            free = m.get("overlap_free", {})
+            rows.append({"record": record.name, "experiment": record.params.get("experiment"), "mark": mark,
+                         by: record.params.get(by), "model": model, "auroc": m["auroc"],
+                         "auroc_low": m["ci95"]["auroc"][0], "auroc_high": m["ci95"]["auroc"][1],
+                         "mcc": m["mcc"], "mcc_low": m["ci95"]["mcc"][0], "mcc_high": m["ci95"]["mcc"][1],
+                         "overlap_free_auroc": free.get("auroc", float("nan"))})
+    return pd.DataFrame(rows)
+
+
+BASELINES = {"gc_content": "GC content", "kmer_logistic": "k-mer LR"}
+
+
+def learning_curve(compared: list[Record], by: str) -> pd.DataFrame:
+    """test_metrics of records of one dataset along `by`, each row named by its `curve`: the experiment for
+    its transformer, "<experiment> stack" for its stack with the k-mer LR, and the baseline's name for a
+    baseline (fitted on the same windows by every record of one `by` value, so kept once per value)."""
+    table = pd.concat([test_metrics(r, by) for r in compared], ignore_index=True)
+    if table.empty:
+        return table
+    baseline = table["model"].isin(list(BASELINES))
+    own = table["experiment"] + table["model"].map({"stack": " stack"}).fillna("")
+    table["curve"] = table["model"].map(BASELINES).where(baseline, own)
+    keep = ~(baseline & table.duplicated(["mark", by, "curve"]))
+    return table[keep & table["model"].isin(["transformer", "stack", *BASELINES])].reset_index(drop=True)
+
+
 def read_record(path: Path) -> Record:
     history, metrics = path / "history.tsv", path / "metrics.json"
     return Record(path, read_parameters(path),
