@@ -1,12 +1,16 @@
 """The per-mark accuracy table of benchmarks/accuracy.md, read from the records' metrics.json.
 
     python benchmarks/accuracy.py smep_h3k4me3 smep_h3k27me3 smep_h3k9ac 0503_train1 ...
+    python benchmarks/accuracy.py --curve lc_h3k4me3_scratch lc_h3k4me3_pretrained ...
 
 Each experiment's newest record (or a record folder's name) gives one row per model (transformer, GC content,
 k-mer logistic regression, and the validation-fitted stack of transformer + k-mer LR where the record has it):
 test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target (AUROC 0.95, MCC 0.75), and
 the transformer's validation AUROC at its chosen epoch (what selection saw). Where a record also scored the
 test windows that overlap no training window, their AUROC and MCC (and how many they are) join each row.
+
+With --curve, every record of each experiment is a point of a learning curve: one row per mark, training size
+(`train_size`) and curve (records.learning_curve: each experiment's transformer and stack, the baselines once).
 """
 
 import argparse
@@ -67,12 +71,33 @@ def table(all_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def curve_table(executed: Path, experiments: list[str]) -> str:
+    """The learning-curve table: test AUROC and MCC per mark, training size and curve, with each point's
+    record and command."""
+    found = [records.read_record(p) for name in experiments for p in records.records_of(executed, name)]
+    curve = records.learning_curve(found, "train_size").sort_values(["mark", "train_size"], kind="stable")
+    lines = ["| mark | training windows | model | test AUROC [95 % CI] | test MCC [95 % CI] | "
+             "overlap-free test AUROC | record, command |", "|" + "---|" * 7]
+    for r in curve.itertuples(index=False):
+        size = r.train_size or "all"
+        command = "" if r.model in records.BASELINES else \
+            f" `seq2epi run {r.experiment} -p train_size={r.train_size}`"
+        lines.append(f"| {r.mark} | {size} | {r.curve} | {r.auroc:.3f} [{r.auroc_low:.3f}, "
+                     f"{r.auroc_high:.3f}] | {r.mcc:.3f} [{r.mcc_low:.3f}, {r.mcc_high:.3f}] | "
+                     f"{r.overlap_free_auroc:.3f} | [{r.record}](../executed/{r.record}/){command} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+")
+    parser.add_argument("--curve", action="store_true", help="every record of each experiment, by train_size")
     args = parser.parse_args()
     executed = parameters.project_root() / "executed"
+    if args.curve:
+        print(curve_table(executed, args.experiments))
+        return
     print(table([row for name in args.experiments for row in rows(records.find_record(executed, name))]))
 
 

@@ -135,7 +135,8 @@ def test_a_scoring_job_is_indexed_as_scored_with_its_input(tmp_path):
 
 
 def metric(auroc):
-    return {"auroc": auroc, "mcc": auroc - 0.2, "ci95": {"auroc": [auroc - 0.02, auroc + 0.02], "mcc": [0, 1]}}
+    interval = {"auroc": [auroc - 0.02, auroc + 0.02], "mcc": [0, 1]}
+    return {"auroc": auroc, "mcc": auroc - 0.2, "ci95": interval}
 
 
 def tested(folder, auroc, kmer_auroc):
