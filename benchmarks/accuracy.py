@@ -9,8 +9,9 @@ test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target 
 the transformer's validation AUROC at its chosen epoch (what selection saw). Where a record also scored the
 test windows that overlap no training window, their AUROC and MCC (and how many they are) join each row.
 
-With --curve, every record of each experiment is a point of a learning curve: one row per mark, training size
-(`train_size`) and curve (records.learning_curve: each experiment's transformer and stack, the baselines once).
+With --curve, each named record (or every record of a named experiment) is a point of a learning curve: one
+row per mark, training size (`train_size`) and curve (records.learning_curve: each experiment's transformer
+and stack, the baselines once).
 """
 
 import argparse
@@ -71,10 +72,11 @@ def table(all_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def curve_table(executed: Path, experiments: list[str]) -> str:
+def curve_table(executed: Path, names: list[str]) -> str:
     """The learning-curve table: test AUROC and MCC per mark, training size and curve, with each point's
     record and command."""
-    found = [records.read_record(p) for name in experiments for p in records.records_of(executed, name)]
+    paths = [[executed / n] if (executed / n).is_dir() else records.records_of(executed, n) for n in names]
+    found = [records.read_record(p) for group in paths for p in group]
     curve = records.learning_curve(found, "train_size").sort_values(["mark", "train_size"], kind="stable")
     lines = ["| mark | training windows | model | test AUROC [95 % CI] | test MCC [95 % CI] | "
              "overlap-free test AUROC | record, command |", "|" + "---|" * 7]
@@ -92,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+")
-    parser.add_argument("--curve", action="store_true", help="every record of each experiment, by train_size")
+    parser.add_argument("--curve", action="store_true",
+                        help="learning curves: the records (or every record of the experiments) by train_size")
     args = parser.parse_args()
     executed = parameters.project_root() / "executed"
     if args.curve:

@@ -19,7 +19,7 @@ RANGES = {
     "negatives_per_positive": "(0, inf)", "max_sequences": "[0, inf)", "max_n_fraction": "[0, 1]",
     "sim_chroms": "[1, inf)", "sim_chrom_len": "[1, inf)",
     "ninp": "[1, inf)", "nhead": "[1, inf)", "nhid": "[1, inf)", "nlayers": "[1, inf)", "kmers": "[1, inf)",
-    "dropout": "[0, 1)",
+    "dropout": "[0, 1)", "attention_dropout": "[0, 1)",
     "epochs": "[1, inf)", "batch_size": "[1, inf)", "lr": "(0, inf)", "lr_scale": "(0, inf)",
     "warmup": "[1, inf)", "weight_decay": "[0, inf)", "clip_grad": "(0, inf)", "num_workers": "[0, inf)",
     "nproc": "[1, inf)",
