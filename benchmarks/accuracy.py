@@ -95,7 +95,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+")
     parser.add_argument("--curve", action="store_true",
-                        help="learning curves: the records (or every record of the experiments) by train_size")
+                        help="learning curves: records (or all records of experiments) by train_size")
     args = parser.parse_args()
     executed = parameters.project_root() / "executed"
     if args.curve:
