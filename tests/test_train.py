@@ -85,7 +85,8 @@ def test_init_from_copies_a_checkpoint_of_the_same_architecture(full_run, data):
     _, _, out = full_run
     trained, _ = load_checkpoint(out / "best.pt")
     torch.manual_seed(5)
-    fresh = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.3))
+    fresh = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.3,
+                                           attention_dropout=0.0))
     init_from(fresh, out / "best.pt").eval()
     x = torch.stack([data[1][i][0] for i in range(8)])
     torch.testing.assert_close(fresh(x), trained(x))

@@ -315,7 +315,8 @@ def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTran
     source, ck = load_checkpoint(path)
     encoder_only = ck.get("kind") == "pretrained encoder"
     mine, theirs = asdict(model.config), asdict(source.config)
-    free = {"dropout", "attention"} | ({"n_targets", "kmer_features"} if encoder_only else set())
+    free = {"dropout", "attention_dropout", "attention"}  # no weights of their own
+    free |= {"n_targets", "kmer_features"} if encoder_only else set()
     differ = {k: (theirs[k], mine[k]) for k in mine if k not in free and theirs[k] != mine[k]}
     if differ:
         raise ValueError(f"{path}: its model differs from this experiment's in {differ} (checkpoint, "
