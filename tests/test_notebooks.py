@@ -106,7 +106,7 @@ def test_compare_scores_an_ensemble_of_records(smoke_record, workbook, monkeypat
     table = pd.read_csv(newest_record(workbook) / "ensemble.tsv", sep="\t")
     assert list(table["model"]) == [smoke_record.name, twin.name, "ensemble (mean)"]
     assert table["auroc"].nunique() == 1  # the mean of a record and its copy is that record
-    curve = pd.read_csv(newest_record(workbook) / "test_metrics.tsv", sep="\t")  # a numeric `by`: test metrics
+    curve = pd.read_csv(newest_record(workbook) / "test_metrics.tsv", sep="\t")  # `by` is a number
     assert {"smoke", "smoke stack", "k-mer LR", "GC content"} <= set(curve["curve"])
     assert (newest_record(workbook) / "figures" / "test_auroc_by_seed.png").exists()
     shutil.rmtree(twin)
