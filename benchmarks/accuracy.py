@@ -80,10 +80,11 @@ def curve_table(executed: Path, names: list[str]) -> str:
     curve = records.learning_curve(found, "train_size").sort_values(["mark", "train_size"], kind="stable")
     lines = ["| mark | training windows | model | test AUROC [95 % CI] | test MCC [95 % CI] | "
              "overlap-free test AUROC | record, command |", "|" + "---|" * 7]
+    asked = {record.name: record.params.get("train_size", 0) for record in found}  # 0: all
     for r in curve.itertuples(index=False):
-        size = r.train_size or "all"
+        size = f"{int(r.train_size):,}" + ("" if asked[r.record] else " (all)")
         command = "" if r.model in records.BASELINES else \
-            f" `seq2epi run {r.experiment} -p train_size={r.train_size}`"
+            f" `seq2epi run {r.experiment} -p train_size={asked[r.record]}`"
         lines.append(f"| {r.mark} | {size} | {r.curve} | {r.auroc:.3f} [{r.auroc_low:.3f}, "
                      f"{r.auroc_high:.3f}] | {r.mcc:.3f} [{r.mcc_low:.3f}, {r.mcc_high:.3f}] | "
                      f"{r.overlap_free_auroc:.3f} | [{r.record}](../executed/{r.record}/){command} |")

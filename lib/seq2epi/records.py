@@ -113,7 +113,8 @@ class Record:
 
 def test_metrics(record: Record, by: str) -> pd.DataFrame:
     """One row per mark and model of a record's metrics.json: test AUROC and MCC with their 95 % intervals,
-    the overlap-free AUROC where scored, and the record's value of the parameter `by` (e.g. train_size)."""
+    the overlap-free AUROC where scored, the training windows, and the record's value of the parameter `by`
+    (e.g. train_size)."""
     rows = []
     for mark, models in (record.metrics or {}).get("marks", {}).items():
         for model, m in models.items():
@@ -122,7 +123,8 @@ def test_metrics(record: Record, by: str) -> pd.DataFrame:
                          by: record.params.get(by), "model": model, "auroc": m["auroc"],
                          "auroc_low": m["ci95"]["auroc"][0], "auroc_high": m["ci95"]["auroc"][1],
                          "mcc": m["mcc"], "mcc_low": m["ci95"]["mcc"][0], "mcc_high": m["ci95"]["mcc"][1],
-                         "overlap_free_auroc": free.get("auroc", float("nan"))})
+                         "overlap_free_auroc": free.get("auroc", float("nan")),
+                         "n_train": record.metrics.get("n_train")})
     return pd.DataFrame(rows)
 
 
@@ -132,10 +134,13 @@ BASELINES = {"gc_content": "GC content", "kmer_logistic": "k-mer LR"}
 def learning_curve(compared: list[Record], by: str) -> pd.DataFrame:
     """test_metrics of records of one dataset along `by`, each row named by its `curve`: the experiment for
     its transformer, "<experiment> stack" for its stack with the k-mer LR, and the baseline's name for a
-    baseline (fitted on the same windows by every record of one `by` value, so kept once per value)."""
+    baseline (fitted on the same windows by every record of one `by` value, so kept once per value). A
+    train_size of 0 (all) becomes the record's count of training windows."""
     table = pd.concat([test_metrics(r, by) for r in compared], ignore_index=True)
     if table.empty:
         return table
+    if by == "train_size":  # 0 is all of them: the record's own count
+        table[by] = table[by].mask(table[by] == 0, table["n_train"])
     baseline = table["model"].isin(list(BASELINES))
     own = table["experiment"] + table["model"].map({"stack": " stack"}).fillna("")
     table["curve"] = table["model"].map(BASELINES).where(baseline, own)
