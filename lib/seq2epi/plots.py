@@ -100,7 +100,7 @@ def plot_learning_curve(table: pd.DataFrame, by: str) -> Figure:
             for curve, points in table[table["mark"] == mark].groupby("curve", sort=False):
                 points = points.sort_values(by)
                 line, = ax.plot(points[by], points["auroc"], marker="o", markersize=4, label=curve)
-                ax.fill_between(points[by], points["auroc_low"], points["auroc_high"], alpha=0.15,
+                ax.fill_between(points[by], points["auroc_low"], points["auroc_high"], alpha=0.07,
                                 color=line.get_color(), lw=0)
             values = sorted(table[by].unique())
             ax.set(xscale="log" if values[0] > 0 else "linear", title=mark, xlabel=by.replace("_", " "))
