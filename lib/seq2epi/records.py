@@ -140,7 +140,7 @@ def learning_curve(compared: list[Record], by: str) -> pd.DataFrame:
     if table.empty:
         return table
     if by == "train_size":  # 0 is all of them: the record's own count
-        table[by] = table[by].mask(table[by] == 0, table["n_train"])
+        table[by] = table[by].where(table[by] != 0, pd.to_numeric(table["n_train"], errors="coerce"))
     baseline = table["model"].isin(list(BASELINES))
     own = table["experiment"] + table["model"].map({"stack": " stack"}).fillna("")
     table["curve"] = table["model"].map(BASELINES).where(baseline, own)
