@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -140,7 +141,8 @@ def learning_curve(compared: list[Record], by: str) -> pd.DataFrame:
     if table.empty:
         return table
     if by == "train_size":  # 0 is all of them: the record's own count
-        table[by] = table[by].where(table[by] != 0, pd.to_numeric(table["n_train"], errors="coerce"))
+        size = np.where(table[by] == 0, pd.to_numeric(table["n_train"], errors="coerce"), table[by])
+        table[by] = size if np.isnan(size).any() else size.astype(int)
     baseline = table["model"].isin(list(BASELINES))
     own = table["experiment"] + table["model"].map({"stack": " stack"}).fillna("")
     table["curve"] = table["model"].map(BASELINES).where(baseline, own)
