@@ -139,7 +139,7 @@ def metric(auroc):
     return {"auroc": auroc, "mcc": auroc - 0.2, "ci95": interval}
 
 
-def tested(folder, auroc, kmer_auroc):
+def with_metrics(folder, auroc, kmer_auroc):
     marks = {"H3K4me3": {"transformer": metric(auroc), "kmer_logistic": metric(kmer_auroc),
                          "stack": metric(auroc + 0.01)}}
     (folder / "metrics.json").write_text(json.dumps({"marks": marks, "n_train": 1800}))
@@ -147,7 +147,7 @@ def tested(folder, auroc, kmer_auroc):
 
 
 def test_learning_curve_names_each_curve_and_keeps_a_baseline_once_per_size(tmp_path):
-    runs = [tested(make_record(tmp_path, f"2026-12-02_{exp}_{size}", experiment=exp, mark="H3K4me3",
+    runs = [with_metrics(make_record(tmp_path, f"2026-12-02_{exp}_{size}", experiment=exp, mark="H3K4me3",
                                train_size=size), auroc, 0.8)
             for exp, auroc in (("scratch", 0.85), ("pretrained", 0.9)) for size in (250, 0)]
     curve = records.learning_curve(runs, "train_size")
