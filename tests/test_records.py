@@ -127,6 +127,12 @@ def test_read_record_gives_parameters_history_metrics_and_mark(tmp_path):
     assert (empty.history, empty.metrics, empty.mark) == (None, None, "H3K27me3")
 
 
+def test_a_pretraining_record_is_indexed_as_pretrained(tmp_path):
+    folder = make_record(tmp_path, "2021-05-03_p", experiment="p", pretrain_fasta=["a.fa"])
+    (folder / "00_pretrain.html").write_text("")
+    assert records.record_status(records.read_record(folder)) == "pretrained"
+
+
 def test_a_scoring_job_is_indexed_as_scored_with_its_input(tmp_path):
     folder = make_record(tmp_path, "2021-05-03_s", experiment="s", score_record="a", score_vcf="c.vcf")
     (folder / "06_score.html").write_text("")

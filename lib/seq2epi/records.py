@@ -158,7 +158,8 @@ def read_record(path: Path) -> Record:
 
 
 def record_status(record: Record) -> str:
-    """failed | interrupted | complete | map | scored | partial; a stage the runner skipped is named."""
+    """failed | interrupted | complete | map | scored | pretrained | partial; a stage the runner skipped is
+    named."""
     for mark in MARKS:
         if (record.path / mark).exists():
             return mark.lower()
@@ -168,7 +169,10 @@ def record_status(record: Record) -> str:
         return "complete" + "".join(f", {s} skipped" for s in skipped)
     if (record.path / "06_score.html").exists():
         return "scored"
-    return "map" if (record.path / "04_predict_genome.html").exists() else "partial"
+    if (record.path / "04_predict_genome.html").exists():
+        return "map"
+    trained = (record.path / "02_train.ipynb").exists()
+    return "pretrained" if (record.path / "00_pretrain.html").exists() and not trained else "partial"
 
 
 def _data_of(record: Record) -> str:
