@@ -14,6 +14,7 @@ from seq2epi.intervals import (
     read_gff_genes,
     read_labelled_windows,
     read_peaks,
+    sample_background,
     split_by_region,
     summit_windows,
     window_scores,
@@ -248,6 +249,19 @@ def test_gc_matched_background_rejects_n_rich_windows_and_raises_when_too_few(tm
     assert len(bg) == 200 and max(n_fraction) <= 0.1
     with pytest.raises(ValueError, match="only .* background windows of 100 bp with at most 10% N"):
         gc_matched_background(peaks, genome, window=100, n=3_000, seed=0, bins=1)
+
+
+def test_sample_background_draws_lengths_and_stays_off_blocked(gc_genome):
+    genome, peaks = gc_genome
+    lengths = np.array([60, 80, 100])
+    bg = sample_background(genome, peaks, lengths, n=90, seed=0)
+    assert len(bg) == 90 and set(bg["end"] - bg["start"]) == {60, 80, 100}
+    assert bioframe.overlap(bg, peaks, how="inner").empty and not bg.duplicated().any()
+    np.testing.assert_allclose(bg["gc"], gc_of(genome, bg))
+    assert 0.4 < bg["gc"].mean() < 0.5  # uniform over the free blocks (GC 0.3-0.7, GC-rich ones part-blocked)
+    matched = sample_background(genome, peaks, lengths, n=90, seed=0, target_gc=np.full(50, 0.62), bins=10)
+    assert (np.floor(matched["gc"] * 10 + 1e-9) == 6).all()
+    assert bg.equals(sample_background(genome, peaks, lengths, n=90, seed=0))
 
 
 def test_read_labelled_windows_with_and_without_header(tmp_path):

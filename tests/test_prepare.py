@@ -297,6 +297,30 @@ def test_excluded_sequences_stay_out_of_training(tmp_path):
     assert (data["split"] != "test").sum() == 3 and data["tokens"].shape[1] == 6
 
 
+def test_background_negatives_join_training_only_with_training_lengths_and_gc(gc_sheet, tmp_path):
+    train = tmp_path / "train.csv"
+    rng = np.random.default_rng(0)
+    rows = [("".join(rng.choice(list("ACGT"), 40 + 20 * (i % 3), p=[0.2, 0.3, 0.3, 0.2] if i % 2 else
+                                [0.3, 0.2, 0.2, 0.3])), i % 2) for i in range(40)]
+    train.write_text("sequence,label\n" + "".join(f"{s},{y}\n" for s, y in rows))
+    windows = pd.DataFrame({"chrom": ["c1"], "start": [5_000], "end": [5_100]})
+    blocked = prepare.blocked_regions(windows, 900, ["c2", "c3:0-10000"])
+    assert blocked.values.tolist() == [["c2", 0, 2**62], ["c3", 0, 10_000], ["c1", 4_100, 6_000]]
+    spec = prepare.Background(gc_sheet.parent / "g.fa", 30, True, blocked)
+    plain = prepare.from_csv(train, DATA / "labeled.csv", 0.25, 0)
+    data = prepare.from_csv(train, DATA / "labeled.csv", 0.25, 0, background=spec)
+    table, bg = data["table"], data["background"]
+    added = table["source"] == str(spec.fasta)
+    assert added.sum() == 30 and (table.loc[added, "split"] == "train").all()
+    assert (data["labels"][added.to_numpy()] == 0).all()
+    assert (data["split"][~added.to_numpy()] == plain["split"]).all()  # validation and test untouched
+    assert set(bg["end"] - bg["start"]) <= {40, 60, 80} and "c2" not in set(bg["chrom"])
+    assert bioframe.overlap(bg, blocked, how="inner").empty
+    positive_gc = sequence.gc_content(plain["tokens"], plain["lengths"])[(plain["split"] == "train")
+                                                                         & (plain["labels"] == 1)]
+    assert abs(bg["gc"].mean() - positive_gc.mean()) < 0.05
+
+
 # ---- varieties given as the reference plus a sample of a VCF ----
 
 

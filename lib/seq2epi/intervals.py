@@ -174,14 +174,10 @@ def gc_matched_background(peaks: pd.DataFrame, genome, window: int, n: int, seed
                           max_n_fraction: float = 0.1, exclude: pd.DataFrame | None = None,
                           max_rounds: int = 6) -> pd.DataFrame:
     """`n` distinct windows overlapping no peak (nor `exclude`) whose GC histogram matches the peaks' summit
-    windows (those not overlapping `exclude`, with at most `max_n_fraction` N); columns chrom,start,end,gc.
-
-    Candidates are drawn uniformly off the peaks in growing rounds until every GC bin (`bins` equal bins of
-    [0, 1]) can be filled; a bin still short takes its remainder from the nearest bins, with a warning.
-    """
-    sizes = genome.chrom_sizes
+    windows (those not overlapping `exclude`, with at most `max_n_fraction` N); columns chrom,start,end,gc
+    (sample_background)."""
     blocked = peaks[["chrom", "start", "end"]]
-    positives = summit_windows(peaks, window, sizes)
+    positives = summit_windows(peaks, window, genome.chrom_sizes)
     if exclude is not None and len(exclude):
         blocked = pd.concat([blocked, exclude[["chrom", "start", "end"]]], ignore_index=True)
         positives = positives[~overlaps(positives, exclude)]
@@ -189,26 +185,47 @@ def gc_matched_background(peaks: pd.DataFrame, genome, window: int, n: int, seed
     pos_gc = pos_gc[pos_n <= max_n_fraction]
     if not len(pos_gc):
         raise ValueError(f"no peak window of {window} bp with at most {max_n_fraction:.0%} N to match GC to.")
-    target = _allocate(np.bincount(_gc_bin(pos_gc, bins), minlength=bins), n)
-    free, n_starts = _free_starts(blocked, sizes, window)
+    return sample_background(genome, blocked, np.array([window]), n, seed, pos_gc, bins, max_n_fraction,
+                             max_rounds)
+
+
+def sample_background(genome, blocked: pd.DataFrame, lengths: np.ndarray, n: int, seed: int,
+                      target_gc: np.ndarray | None = None, bins: int = 20, max_n_fraction: float = 0.1,
+                      max_rounds: int = 6) -> pd.DataFrame:
+    """`n` distinct windows of `genome` overlapping no `blocked` interval, with at most `max_n_fraction` N,
+    each as long as a seeded draw from `lengths`; columns chrom,start,end,gc, sorted. With `target_gc` their
+    GC histogram matches it (`bins` equal bins of [0, 1]); without, they are uniform over the free genome.
+
+    Candidates (the centre of a free window as long as the longest length) are drawn in growing rounds until
+    every GC bin can be filled; a bin still short takes its remainder from the nearest bins, with a warning.
+    """
+    longest = int(np.max(lengths))
+    free, n_starts = _free_starts(blocked, genome.chrom_sizes, longest)
     total = int(n_starts.sum())
-    rng = np.random.default_rng(seed)
+    rng, length_rng = np.random.default_rng(seed), np.random.default_rng([seed, 2])
+    target = _allocate(np.bincount(_gc_bin(target_gc, bins), minlength=bins) if target_gc is not None
+                       else np.ones(1), n)
+    bins = bins if target_gc is not None else 1
     seen, gc = np.empty(0, np.int64), np.empty(0)  # candidate indices into the free starts; GC (NaN: N-rich)
+    cut = np.empty(0, np.int64)  # each candidate's length
     size = 10 * n
     for _ in range(max_rounds):
         new = np.setdiff1d(rng.integers(0, total, size) if total else [], seen)
-        new_gc, n_frac = _window_gc(genome, _nth_windows(free, n_starts, new, window))
-        seen, gc = np.r_[seen, new], np.r_[gc, np.where(n_frac <= max_n_fraction, new_gc, np.nan)]
+        new_cut = length_rng.choice(lengths, len(new)) if len(lengths) > 1 else np.full(len(new), longest)
+        new_gc, n_frac = _window_gc(genome, _centred(_nth_windows(free, n_starts, new, longest), new_cut))
+        seen, cut = np.r_[seen, new], np.r_[cut, new_cut]
+        gc = np.r_[gc, np.where(n_frac <= max_n_fraction, new_gc, np.nan)]
         have = np.bincount(_gc_bin(gc[~np.isnan(gc)], bins), minlength=bins)
         if (have >= target).all() or len(seen) == total:
             break
         size *= 2
-    seen, gc = seen[~np.isnan(gc)], gc[~np.isnan(gc)]
+    usable = ~np.isnan(gc)
+    seen, gc, cut = seen[usable], gc[usable], cut[usable]
     if len(seen) < n:
-        raise ValueError(f"only {len(seen)} background windows of {window} bp with at most "
+        raise ValueError(f"only {len(seen)} background windows of {longest} bp with at most "
                          f"{max_n_fraction:.0%} N were found, fewer than the n={n} requested.")
     perm = rng.permutation(len(seen))  # random order: the first k candidates of a bin are a random k
-    seen, gc = seen[perm], gc[perm]
+    seen, gc, cut = seen[perm], gc[perm], cut[perm]
     bin_of = _gc_bin(gc, bins)
     chosen = np.zeros(len(seen), bool)
     for b in range(bins):
@@ -223,7 +240,15 @@ def gc_matched_background(peaks: pd.DataFrame, genome, window: int, n: int, seed
             chosen[spare] = True
             missing[b] -= len(spare)
     order = np.argsort(seen[chosen])
-    return _nth_windows(free, n_starts, seen[chosen][order], window).assign(gc=gc[chosen][order])
+    windows = _nth_windows(free, n_starts, seen[chosen][order], longest)
+    return _centred(windows, cut[chosen][order]).assign(gc=gc[chosen][order])
+
+
+def _centred(windows: pd.DataFrame, lengths: np.ndarray) -> pd.DataFrame:
+    """Each window cut to its central `lengths` bases."""
+    start = windows["start"].to_numpy()
+    start = start + (windows["end"].to_numpy() - start - lengths) // 2
+    return windows.assign(start=start, end=start + lengths)
 
 
 def held_out_region(text: str) -> tuple[str, int, float]:

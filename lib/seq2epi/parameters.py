@@ -26,7 +26,7 @@ RANGES = {
     "predict_batch_size": "[0, inf)", "attribution_n": "[0, inf)", "kmer_sequences": "[0, inf)",
     "predict_stride": "[1, inf)", "map_block": "[1, inf)", "population_varieties": "[0, inf)",
     "changed_delta": "(0, 1]", "max_test_sequences": "[0, inf)", "modisco_n": "[0, inf)",
-    "train_size": "[0, inf)",
+    "train_size": "[0, inf)", "background_n": "[0, inf)", "background_margin": "[0, inf)",
     "calibration_bins": "[2, inf)",
     "pretrain_windows": "[1, inf)", "pretrain_window": "[1, inf)", "pretrain_epochs": "[1, inf)",
     "mask_fraction": "(0, 1)", "mask_span": "[1, inf)", "repeat_weight": "[0, 1]",

@@ -1,6 +1,7 @@
 """Turn an experiment's inputs (labeled CSV files, or genomes + peaks) into one dataset of windows."""
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,17 +92,58 @@ def overlaps_train(train_seqs: list[str], test_seqs: list[str]) -> np.ndarray:
     return np.isin(groups[len(train_seqs):], groups[:len(train_seqs)])
 
 
+@dataclass(frozen=True)
+class Background:
+    """Genome windows added to a CSV experiment's training split as negatives: `n` windows of `fasta` off
+    every `blocked` interval (blocked_regions), GC-matched to the training positives or uniform."""
+    fasta: Path
+    n: int
+    gc_matched: bool
+    blocked: pd.DataFrame
+    max_n_fraction: float = 0.1
+
+
+def blocked_regions(windows: pd.DataFrame | None, margin: int, regions: list[str]) -> pd.DataFrame:
+    """Intervals a background stays off: `windows` widened by `margin` bp on each side, and `regions`
+    (chromosomes or chrom:start-end)."""
+    parts = [pd.DataFrame({"chrom": [c], "start": [s], "end": [int(min(e, 2**62))]})
+             for c, s, e in map(intervals.held_out_region, regions)]
+    if windows is not None:
+        parts.append(windows[["chrom", "start", "end"]].assign(start=lambda w: (w["start"] - margin).clip(0),
+                                                                end=lambda w: w["end"] + margin))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["chrom", "start", "end"])
+
+
+def background_negatives(spec: Background, seqs: list[str], labels: np.ndarray, seed: int
+                         ) -> tuple[list[str], pd.DataFrame]:
+    """(sequences, windows) of `spec`, each as long as a seeded draw of the lengths of `seqs` (the training
+    windows) and, when GC-matched, with the GC histogram of their positives (`labels` 1)."""
+    genome = sequence.Genome(spec.fasta)
+    target = None
+    if spec.gc_matched:
+        positives = [sequence.encode(s) for s, y in zip(seqs, labels, strict=True) if y]
+        target = sequence.gc_content(*sequence.pad_batch(positives))
+    lengths = np.array([len(s) for s in seqs])
+    windows = intervals.sample_background(genome, spec.blocked, lengths, spec.n, seed, target,
+                                          max_n_fraction=spec.max_n_fraction)
+    spans = windows[["chrom", "start", "end"]].itertuples(index=False)
+    return [datasets.normalise(genome.fetch(c, s, e)) for c, s, e in spans], windows
+
+
 def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, max_sequences: int = 0,
              crop_length: int = 0, exclude: set[str] = frozenset(), val_split: str = "overlap",
-             max_test_sequences: int = 0, min_length: int = 0, train_size: int = 0) -> dict:
+             max_test_sequences: int = 0, min_length: int = 0, train_size: int = 0,
+             background: Background | None = None) -> dict:
     """The lab's format: train and test CSV files; validation carved from train by a seeded split
     (datasets.validation_split: whole groups of overlapping sequences, or random rows).
 
     Sequences are compared as the model reads them (datasets.normalise). Train sequences in `exclude` are held
     out; sequences are centre-cropped to `crop_length` when set; `max_sequences` cuts the training file and
     `max_test_sequences` the test file (0: all; `cuts` tells each cut); `train_size` keeps that many of the
-    training windows left after validation is carved (nested subsamples: learning curves); a sequence
-    shorter than `min_length` (the largest k-mer) is refused. Also returns `duplicates` (test sequences also
+    training windows left after validation is carved (nested subsamples: learning curves); `background` adds
+    genome windows to the training split as negatives (validation and test stay the CSV files'; the windows
+    are returned as `background`); a sequence shorter than `min_length` (the largest k-mer) is refused.
+    Also returns `duplicates` (test sequences also
     in train), `overlapping` (test sequences sharing a 31-mer with a train sequence, duplicates included;
     per window the table's `overlaps_train` column, False for train and val rows) and `balance`
     (label_balance), warning on each.
@@ -121,24 +163,34 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
     if shared:
         warnings.warn(f"{shared} sequences of {test_csv} also occur in {train_csv}: train/test leakage",
                       stacklevel=2)
-    test_overlaps = overlaps_train(list(train["sequence"]), list(test["sequence"]))
+    extra, windows = [], None
+    if background is not None:
+        fitted = ~is_val
+        extra, windows = background_negatives(background, centre_crop(train["sequence"][fitted], crop_length),
+                                              train["label"].to_numpy()[fitted], seed)
+    train_seqs = list(train["sequence"]) + extra
+    test_overlaps = overlaps_train(train_seqs, list(test["sequence"]))
     overlapping = int(test_overlaps.sum())
     if overlapping > shared:
         warnings.warn(f"{overlapping} of {len(test)} sequences of {test_csv} share a 31-bp stretch (either "
                       f"strand) with a sequence of {train_csv}: overlapping windows, partial leakage",
                       stacklevel=2)
-    split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(test), "test")])
-    seqs = centre_crop(list(train["sequence"]) + list(test["sequence"]), crop_length)
+    split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(extra), "train"),
+                            np.full(len(test), "test")])
+    seqs = centre_crop(train_seqs + list(test["sequence"]), crop_length)
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
-    labels = np.concatenate([train["label"], test["label"]]).astype(np.float32)
-    table = pd.DataFrame({"source": [str(train_csv)] * len(train) + [str(test_csv)] * len(test),
-                          "line": list(train.index) + list(test.index), "length": lengths,
-                          "label": labels.astype(int), "split": split,
-                          "overlaps_train": np.concatenate([np.zeros(len(train), bool), test_overlaps])})
+    labels = np.concatenate([train["label"], np.zeros(len(extra)), test["label"]]).astype(np.float32)
+    sources = [str(train_csv)] * len(train) + [str(background and background.fasta)] * len(extra)
+    table = pd.DataFrame({"source": sources + [str(test_csv)] * len(test),
+                          "line": list(train.index) + list(range(len(extra))) + list(test.index),
+                          "length": lengths, "label": labels.astype(int), "split": split,
+                          "overlaps_train": np.concatenate([np.zeros(len(train_seqs), bool), test_overlaps])})
     balance = label_balance(labels, split, ["label"])
-    _warn_imbalance(balance, str(test_csv))
+    files = np.r_[0:len(train), len(train_seqs):len(split)]  # the background moves train's rate on purpose
+    _warn_imbalance(label_balance(labels[files], split[files], ["label"]), str(test_csv))
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
-            "duplicates": shared, "overlapping": overlapping, "balance": balance, "cuts": cuts}
+            "duplicates": shared, "overlapping": overlapping, "balance": balance, "cuts": cuts,
+            "background": windows}
 
 
 def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_fraction: float, seed: int,
