@@ -1,11 +1,14 @@
 """Promoters against the rest of the genome: a check on windows no model here was trained on.
 
-    python benchmarks/promoters.py rice_subset_h3k4me3 --out benchmarks/promoters.md
+    python benchmarks/promoters.py negatives_h3k4me3_scratch ... --out benchmarks/promoters.md
 
 H3K4me3 marks active promoters. The 1 kb upstream of every gene's TSS in the IRGSP-1.0 subset is scored
-against intergenic 1 kb windows of the same subset (at least 2 kb from any gene) by the record's transformer
-(each 1 kb tiled with the record's window and stride: max over the windows) and by GC content and the k-mer
-regression fitted on the record's own training split (its SMEP windows, the subset's windows held out).
+against intergenic 1 kb windows of the same subset (at least 2 kb from any gene) by each record's transformer
+(each 1 kb tiled with the record's window and stride: max, and mean, over the windows) and by GC content and
+the k-mer regression fitted on the record's own training split. Beside each model: its AUROC on the record's
+SMEP test split (metrics.json), so a model that learnt the peak-vs-flank contrast but not the mark shows as
+high there and low here. A record is fair here only if its training kept the subset's SMEP windows out
+(`exclude_bed`) and any background negatives off the genes' region (`background_exclude`).
 """
 
 import argparse
@@ -14,7 +17,11 @@ import datetime
 import pandas as pd
 
 from seq2epi import baselines, datasets, intervals, metrics, parameters, scoring, sequence
-from seq2epi.records import atomic_path
+from seq2epi.records import atomic_path, read_record
+
+SMEP_KEYS = {"transformer (max over windows)": "transformer",  # each model's key in metrics.json
+             "transformer (mean over windows)": "transformer", "GC content": "gc_content",
+             "k-mer LR": "kmer_logistic"}
 
 
 def windows(data, upstream: int, per_promoter: int, seed: int) -> tuple[pd.DataFrame, sequence.Genome]:
@@ -27,9 +34,54 @@ def windows(data, upstream: int, per_promoter: int, seed: int) -> tuple[pd.DataF
     return both, genome
 
 
+def model_scores(record: str, seqs: list[str]) -> tuple[dict, scoring.Scorer]:
+    """Each model's score of `seqs`: the record's transformer, and GC content and the k-mer regression fitted
+    on its training split (k and C chosen on its validation split, as 03 does)."""
+    scorer = scoring.load_scorer(record)
+    entries = [scoring.Entry(str(i), s) for i, s in enumerate(seqs)]
+    scored = pd.concat(t for t, _ in scoring.score_sequences(
+        scorer.predictor(), entries, scorer.marks, scorer.thresholds, scorer.window, scorer.stride,
+        scorer.min_length))
+    dataset = datasets.load_dataset(scorer.record / "artifacts" / "dataset.npz")
+    parts = {s: (dataset["tokens"][dataset["split"] == s], dataset["lengths"][dataset["split"] == s],
+                 dataset["labels"][dataset["split"] == s]) for s in ("train", "val")}
+    tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
+    kmer, _ = baselines.select_kmer_logistic(parts["train"], parts["val"])
+    return {"transformer (max over windows)": scored[scorer.marks[0]].to_numpy(),
+            "transformer (mean over windows)": scored[f"{scorer.marks[0]}_mean"].to_numpy(),
+            "GC content": baselines.GCContent().fit(*parts["train"]).score(tokens, lengths),
+            "k-mer LR": kmer.score(tokens, lengths)}, scorer
+
+
+def training(params: dict) -> str:
+    """What a record's training negatives and start were, in a few words."""
+    n = params.get("background_n", 0)
+    negatives = f"SMEP flanks + {n:,} {params['background']} background" if n else "SMEP flanks only"
+    return negatives + (", pretrained" if params.get("init_checkpoint") else ", from scratch")
+
+
+def rows(record: str, y, seqs: list[str], seed: int) -> list[str]:
+    scores, scorer = model_scores(record, seqs)
+    found = read_record(scorer.record)
+    smep = found.metrics["marks"][scorer.marks[0]]
+    link = f"[{found.name}](../executed/{found.name}/)"
+    out = []
+    for name, score in scores.items():
+        test = smep[SMEP_KEYS[name]]
+        here = metrics.bootstrap_ci(y, score, n_boot=2000, seed=seed)["auroc"]
+        out.append(f"| {link} | {training(found.params)} | {name} | "
+                   f"{interval(test['auroc'], test['ci95']['auroc'])} | "
+                   f"{interval(metrics.binary_metrics(y, score)['auroc'], here)} |")
+    return out
+
+
+def interval(value: float, ci) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("record", help="a record folder or experiment id with its checkpoint")
+    parser.add_argument("records", nargs="+", help="record folders or experiment ids with their checkpoints")
     parser.add_argument("--upstream", type=int, default=1000)
     parser.add_argument("--per-promoter", type=int, default=10, help="intergenic windows per promoter")
     parser.add_argument("--seed", type=int, default=0)
@@ -38,36 +90,19 @@ def main() -> None:
     data = parameters.data_dir()
     table, genome = windows(data, args.upstream, args.per_promoter, args.seed)
     seqs = [genome.fetch(c, s, e) for c, s, e in table[["chrom", "start", "end"]].itertuples(index=False)]
-    tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     y = table["label"].to_numpy()
-
-    scorer = scoring.load_scorer(args.record)
-    entries = [scoring.Entry(str(i), s) for i, s in enumerate(seqs)]
-    scored = pd.concat(t for t, _ in scoring.score_sequences(
-        scorer.predictor(), entries, scorer.marks, scorer.thresholds, scorer.window, scorer.stride,
-        scorer.min_length))
-    dataset = datasets.load_dataset(scorer.record / "artifacts" / "dataset.npz")
-    parts = {s: (dataset["tokens"][dataset["split"] == s], dataset["lengths"][dataset["split"] == s],
-                 dataset["labels"][dataset["split"] == s]) for s in ("train", "val")}
-    kmer, _ = baselines.select_kmer_logistic(parts["train"], parts["val"])
-    scores = {"transformer (max over windows)": scored[scorer.marks[0]].to_numpy(),
-              "transformer (mean over windows)": scored[f"{scorer.marks[0]}_mean"].to_numpy(),
-              "GC content": baselines.GCContent().fit(*parts["train"]).score(tokens, lengths),
-              f"k-mer LR (k <= {kmer.k_max})": kmer.score(tokens, lengths)}
-    rows = []
-    for name, score in scores.items():
-        ci = metrics.bootstrap_ci(y, score, n_boot=2000, seed=args.seed)["auroc"]
-        rows.append(f"| {name} | {metrics.binary_metrics(y, score)['auroc']:.3f} | "
-                    f"[{ci[0]:.3f}, {ci[1]:.3f}] |")
-    report = "\n".join(["| model | AUROC | 95 % CI |", "|---|---|---|", *rows])
+    lines = ["| record | training | model | SMEP test AUROC [95 % CI] | TSS vs intergenic AUROC [95 % CI] |",
+             "|---|---|---|---|---|"]
+    for record in args.records:
+        lines += rows(record, y, seqs, args.seed)
+    report = "\n".join(lines)
     print(report)
     if args.out:
-        command = f"python benchmarks/promoters.py {args.record} --out {args.out}"
+        command = f"python benchmarks/promoters.py {' '.join(args.records)} --out {args.out}"
         about = __doc__.split("\n", 3)[3]
         text = (f"# Promoters against intergenic DNA (rice IRGSP-1.0 subset)\n\n{about}\n"
-                f"Record `{scorer.record.name}`; {int(y.sum())} promoters, {int((1 - y).sum())} intergenic "
-                f"windows of {args.upstream} bp. Measured {datetime.date.today()} with\n\n    {command}\n\n"
-                f"{report}\n")
+                f"{int(y.sum())} promoters, {int((1 - y).sum())} intergenic windows of {args.upstream} bp. "
+                f"Measured {datetime.date.today()} with\n\n    {command}\n\n{report}\n")
         with atomic_path(args.out) as tmp:
             tmp.write_text(text)
 
