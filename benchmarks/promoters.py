@@ -99,7 +99,7 @@ def main() -> None:
     print(report)
     if args.out:
         command = f"python benchmarks/promoters.py {' '.join(args.records)} --out {args.out}"
-        about = __doc__.split("\n", 3)[3]
+        about = __doc__.split("\n\n", 2)[2]
         text = (f"# Promoters against intergenic DNA (rice IRGSP-1.0 subset)\n\n{about}\n"
                 f"{int(y.sum())} promoters, {int((1 - y).sum())} intergenic windows of {args.upstream} bp. "
                 f"Measured {datetime.date.today()} with\n\n    {command}\n\n{report}\n")

@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import make_toy_model
 
-from seq2epi import calibrate, scoring
+from seq2epi import calibrate, datasets, scoring
 from seq2epi.predict import predict
 from seq2epi.sequence import PAD, Genome, decode, encode
 from seq2epi.variants import Variants, variety_sequence
@@ -167,6 +167,18 @@ def test_a_short_sequence_scores_as_alone_in_a_batch_of_long_ones(record):
 
 
 # ---- the record ----
+
+def test_a_csv_record_scores_with_the_length_it_trained_on(record):
+    params = yaml.safe_load((record / "parameters.yaml").read_text()) | {"input": "csv", "crop_length": 16}
+    (record / "parameters.yaml").write_text(yaml.safe_dump(params))
+    assert scoring.load_scorer(record).window == 16  # the crop, not genome mode's window
+    (record / "parameters.yaml").write_text(yaml.safe_dump(params | {"crop_length": 0}))
+    with pytest.raises(FileNotFoundError, match="crop_length 0.*dataset.npz"):
+        scoring.load_scorer(record)
+    datasets.save_dataset(record / "artifacts" / "dataset.npz", np.zeros((3, 30)), [30, 24, 12], [1, 0, 1],
+                          ["val", "train", "train"])
+    assert scoring.load_scorer(record).window == 24  # whole sequences: the longest in training
+
 
 def test_load_scorer_reads_the_record(record, tmp_path, monkeypatch):
     scorer = scoring.load_scorer(record)

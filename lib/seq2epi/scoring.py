@@ -28,7 +28,7 @@ import pysam
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import calibrate, metrics, parameters, predict, records, tiling, train
+from . import calibrate, datasets, metrics, parameters, predict, records, tiling, train
 from .model import ModelConfig, NucleicTransformer
 from .progress import meter
 from .sequence import PAD, Genome, N, encode
@@ -152,8 +152,24 @@ def load_scorer(record: str | os.PathLike, device: str = "cpu") -> Scorer:
                              f"but record {folder} predicts {marks}.")
         temperature = np.asarray(calibration["temperature"], dtype=float)
         thresholds = calibrate.apply_temperature(thresholds[None], temperature)[0].astype(float)
-    return Scorer(folder, model, marks, int(params.get("window", 200)), int(params.get("predict_stride", 50)),
+    stride = int(params.get("predict_stride", 50))
+    return Scorer(folder, model, marks, training_window(folder, params), stride,
                   bool(params.get("rc_average", False)), thresholds, temperature)
+
+
+def training_window(folder: Path, params: dict) -> int:
+    """The length a record's model saw in training, so it scores what it learnt on: the genome-mode window, or
+    in csv mode the crop, or with no crop its longest training sequence (artifacts/dataset.npz)."""
+    if params.get("input") != "csv":
+        return int(params.get("window", 200))
+    if int(params.get("crop_length", 0)):
+        return int(params["crop_length"])
+    dataset = folder / "artifacts" / "dataset.npz"
+    if not dataset.is_file():
+        raise FileNotFoundError(f"record {folder} trained on whole csv sequences (crop_length 0), and its "
+                                f"window is their longest, read from {dataset}, which is missing.")
+    found = datasets.load_dataset(dataset)
+    return int(found["lengths"][found["split"] == "train"].max())
 
 
 # ---- reading sequences ----
