@@ -93,20 +93,72 @@ def test_compare_stores_record_names_and_warns_about_different_marks(workbook, e
         experiments.run_compare(["smep_h3k4me3"], "../x", workbook)
 
 
-def test_html_links_the_shared_stylesheet_and_the_saved_figures(tmp_path):
+def plot_png(colour="tab:blue") -> bytes:
+    """An opaque matplotlib figure as PNG bytes, as a notebook saves one."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [0, 1, 0.5], color=colour)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def image_output(png: bytes):
+    return nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode(),
+                                                         "text/plain": "<Figure>"})
+
+
+def test_html_links_the_shared_stylesheet_and_every_figure(tmp_path):
     record = tmp_path / "executed" / "2021-05-03_a"
     (record / "figures").mkdir(parents=True)
-    (record / "figures" / "curve.png").write_bytes(PNG)
+    saved, unsaved = plot_png(), plot_png("tab:red")
+    (record / "figures" / "curve.png").write_bytes(saved)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()", outputs=[
-        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(PNG).decode()}),
-        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(PNG + b"x").decode()})])])
+        image_output(saved), image_output(unsaved)])])
     nbformat.write(nb, record / "02_train.ipynb")
     html = experiments.render_html(record / "02_train.ipynb").read_text()
     [sheet] = (tmp_path / "executed").glob("nbconvert-*.css")
     assert f'<link rel="stylesheet" href="../{sheet.name}">' in html and sheet.stat().st_size > 100_000
-    assert "<style" not in html.split("</head>")[0]
-    assert 'src="figures/curve.png"' in html and html.count("data:image/png;base64,") == 1
+    assert "<style" not in html.split("</head>")[0] and "mermaid" not in html
+    assert 'src="figures/curve.png"' in html and 'src="figures/02_train-2.png"' in html
+    assert "base64" not in html and "base64" not in (record / "02_train.ipynb").read_text()
     assert len(html) < 50_000
+    assert sorted(p.name for p in (record / "figures").iterdir()) == ["02_train-2.png", "curve.png"]
+    assert (record / "figures" / "curve.png").read_bytes() == experiments.light_png(saved)
+    assert experiments.light_png(unsaved) == (record / "figures" / "02_train-2.png").read_bytes()
+
+
+def test_rerender_is_idempotent_and_keeps_what_a_reader_sees(tmp_path):
+    from PIL import Image
+
+    record = tmp_path / "executed" / "2021-05-03_a"
+    (record / "figures").mkdir(parents=True)
+    png = plot_png()
+    (record / "figures" / "curve.png").write_bytes(png)
+    for stage in ("01_data_prep", "03_evaluate"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()", outputs=[image_output(png)])])
+        nbformat.write(nb, record / f"{stage}.ipynb")
+    assert [p.name for p in experiments.rerender(record)] == ["01_data_prep.html", "03_evaluate.html"]
+    first = {p: p.read_bytes() for p in sorted(record.rglob("*.*"))}
+    experiments.rerender(record)
+    assert {p: p.read_bytes() for p in sorted(record.rglob("*.*"))} == first
+    assert [p.name for p in (record / "figures").iterdir()] == ["curve.png"]
+    assert 'src="figures/curve.png"' in (record / "03_evaluate.html").read_text()
+    light = Image.open(record / "figures" / "curve.png")
+    original = Image.open(__import__("io").BytesIO(png))
+    assert light.size == original.size and len(first[record / "figures" / "curve.png"]) < len(png)
+    difference = [abs(a - b) for a, b in zip(light.convert("RGB").tobytes(), original.convert("RGB").tobytes())]
+    assert max(difference) < 24
+
+
+def test_light_png_leaves_a_transparent_or_tiny_png_as_it_is():
+    assert experiments.light_png(PNG) == PNG  # one transparent-capable pixel: not made smaller
 
 
 @pytest.mark.slow

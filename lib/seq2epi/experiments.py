@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import io
 import os
 import re
 import sys
@@ -12,6 +13,7 @@ import papermill
 import yaml
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
+from PIL import Image
 
 from seq2epi import parameters, records
 from seq2epi.parameters import STAGES
@@ -31,13 +33,64 @@ class ExperimentError(RuntimeError):
 
 
 STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", flags=re.S)
-EMBEDDED_PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"')
+# nbconvert's loader of mermaid diagrams (11 kB in every HTML); no notebook draws one
+MERMAID = re.compile(r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?</script>'
+                     r"\s*<!-- End of mermaid configuration -->", flags=re.S)
+
+
+def light_png(data: bytes) -> bytes:
+    """An opaque PNG as a 256-colour palette PNG (a plot's colours fit; about a third of the bytes), or the
+    PNG as it is when it is not opaque, already a palette or not made smaller."""
+    image = Image.open(io.BytesIO(data))
+    if image.mode == "P" or (image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] < 255):
+        return data
+    buffer = io.BytesIO()
+    image.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(buffer, "PNG", optimize=True)
+    return min(data, buffer.getvalue(), key=len)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with records.atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def link_figures(notebook: Path) -> int:
+    """Make each PNG an executed notebook shows a link to the record's figures/ (the saved figure with the
+    same picture, else written as figures/<notebook>-<n>.png), with every PNG there lightened (light_png);
+    return how many images were linked. A figure is then stored once, shown by the notebook and its HTML."""
+    figures = notebook.parent / "figures"
+    saved = {hashlib.sha1(_lighten(p)).hexdigest(): p for p in sorted(figures.glob("*.png"))}
+    nb = nbformat.read(notebook, as_version=4)
+    outputs = [out for cell in nb.cells for out in cell.get("outputs", [])]
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
+    for n, out in enumerate(images, start=1):
+        light = light_png(base64.b64decode(out.data.pop("image/png")))
+        figure = saved.get(hashlib.sha1(light).hexdigest())
+        if figure is None:
+            figure = figures / f"{notebook.stem}-{n}.png"
+            figures.mkdir(exist_ok=True)
+            _write_bytes(figure, light)
+        out.data["text/html"] = f'<img src="figures/{figure.name}" alt="{figure.stem}">'
+    if images:
+        with records.atomic_path(notebook) as tmp:
+            nbformat.write(nb, tmp)
+    return len(images)
+
+
+def _lighten(png: Path) -> bytes:
+    """Rewrite a PNG file as light_png and return its bytes."""
+    data = png.read_bytes()
+    light = light_png(data)
+    if light is not data:
+        _write_bytes(png, light)
+    return light
 
 
 def render_html(notebook: Path) -> Path:
-    """Render an executed notebook next to itself as HTML, light: the stylesheet is one file shared by the
-    records (executed/nbconvert-<hash>.css, linked), and a figure the record holds in figures/ is linked
-    rather than embedded a second time (an image the record did not save stays embedded)."""
+    """Render an executed notebook next to itself as HTML, light: its figures are links to the record's PNGs
+    (link_figures), the stylesheet is one file shared by the records (executed/nbconvert-<hash>.css,
+    linked), and nbconvert's loader of mermaid diagrams is left out."""
+    link_figures(notebook)
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
     head, rest = body.split("</head>", 1)
     styles = list(STYLE.finditer(head))
@@ -49,17 +102,16 @@ def render_html(notebook: Path) -> Path:
                 tmp.write_text(css, encoding="utf-8")
         first = styles[0].start()
         head = f'{head[:first]}<link rel="stylesheet" href="../{sheet.name}">\n{STYLE.sub("", head[first:])}'
-    saved = {hashlib.sha1(p.read_bytes()).hexdigest(): f"figures/{p.name}"
-             for p in (notebook.parent / "figures").glob("*.png")}
-
-    def link_saved(match: re.Match) -> str:
-        digest = hashlib.sha1(base64.b64decode(match.group(1))).hexdigest()
-        return f'src="{saved[digest]}"' if digest in saved else match.group(0)
-
     html = notebook.with_suffix(".html")
     with records.atomic_path(html) as tmp:
-        tmp.write_text(f"{head}</head>{EMBEDDED_PNG.sub(link_saved, rest)}", encoding="utf-8")
+        tmp.write_text(f"{MERMAID.sub('', head)}</head>{rest}", encoding="utf-8")
     return html
+
+
+def rerender(record: Path) -> list[Path]:
+    """Render a record's executed notebooks again (render_html), running nothing: older records get linked,
+    lightened figures and the light HTML."""
+    return [render_html(notebook) for notebook in sorted(record.glob("[0-9][0-9]_*.ipynb"))]
 
 
 def execute(template: Path, record: Path, params: dict, progress: bool = True) -> Path:
