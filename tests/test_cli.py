@@ -138,3 +138,32 @@ def test_list_names_experiments_and_records(workbook, capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "smoke" in out.splitlines()[0] and "# Lab records" in out
+
+
+def test_index_rebuilds_the_index_from_the_records(workbook, capsys):
+    record = workbook / "executed" / "2021-05-03_a b"
+    record.mkdir()
+    (record / "parameters.yaml").write_text("experiment: a b\nnote: 'x | y'\n")
+    assert main(["index"]) == 0
+    index = (workbook / "executed" / "INDEX.md").read_text()
+    assert "[2021-05-03_a b](2021-05-03_a%20b/)" in index and "| x \\| y |" in index
+
+
+def test_rerender_links_a_record_s_figures_and_refuses_an_unknown_record(workbook, capsys):
+    import base64
+
+    import nbformat
+
+    record = workbook / "executed" / "2021-05-03_a"
+    record.mkdir()
+    (record / "parameters.yaml").write_text("experiment: a\n")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9"
+                           "awAAAABJRU5ErkJggg==")  # one pixel
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()", outputs=[nbformat.v4.new_output(
+        "display_data", data={"image/png": base64.b64encode(png).decode()})])])
+    nbformat.write(nb, record / "02_train.ipynb")
+    assert main(["rerender", "a"]) == 0
+    assert capsys.readouterr().out.startswith("2021-05-03_a: ")
+    assert 'src="figures/02_train-1.png"' in (record / "02_train.html").read_text()
+    assert main(["rerender", "b"]) == 2
+    assert "no record of experiment 'b'" in one_line_error(capsys)

@@ -1,5 +1,6 @@
 import datetime
 import json
+import re
 import threading
 
 import pytest
@@ -162,3 +163,34 @@ def test_learning_curve_names_each_curve_and_keeps_a_baseline_once_per_size(tmp_
     assert len(curve) == 10 and list(curve.query("curve == 'k-mer LR'")["train_size"]) == [250, 1800]
     first = curve.iloc[0]
     assert (first["auroc"], first["auroc_low"], first["auroc_high"]) == (0.85, 0.83, 0.87)
+
+
+def test_a_note_or_record_name_with_bars_spaces_or_newlines_keeps_its_row_and_link(tmp_path):
+    finished(make_record(tmp_path, "2021-05-03_my run (2)", experiment="my run", input="csv",
+                         note="a | b\nsecond line\\", mark="H3K4me3|x"))
+    [row] = index_rows(tmp_path)
+    cells = re.split(r"(?<![^\\]\\)\|", row)[1:-1]  # a bar not escaped by one backslash ends a cell
+    assert len(cells) == len(records.INDEX_COLUMNS) and cells[-1] == " a \\| b second line\\\\ "
+    assert "| H3K4me3\\|x |" in row
+    assert "[2021-05-03_my run (2)](2021-05-03_my%20run%20%282%29/)" in row
+
+
+def test_index_cell_folds_line_breaks_and_escapes_bars():
+    assert records.index_cell("x|y\r\n  z\t") == "x\\|y z"
+    assert records.index_link("a]b") == "[a\\]b](a%5Db/)"
+
+
+def test_index_waits_for_another_writer_s_lock(tmp_path):
+    import fcntl
+    import os
+
+    finished(make_record(tmp_path, "2021-05-03_a", experiment="a", input="csv"))
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    writer = threading.Thread(target=records.write_index, args=(tmp_path,))
+    writer.start()
+    writer.join(0.5)
+    assert writer.is_alive() and not (tmp_path / "INDEX.md").exists()
+    os.close(fd)
+    writer.join(5)
+    assert not writer.is_alive() and len(index_rows(tmp_path)) == 1

@@ -1,4 +1,5 @@
-"""The `seq2epi` command: run | compare | list | predict-region | merge-regions | predict | score-variants."""
+"""The `seq2epi` command: run | compare | list | index | rerender | predict-region | merge-regions | predict |
+score-variants."""
 
 import argparse
 import signal
@@ -37,6 +38,26 @@ def _list(args) -> None:
     names = sorted(p.stem for p in (root / "parameters").glob("*.yaml") if p.stem != "base")
     print("experiments:", " ".join(names))
     print((records.write_index(root / "executed")).read_text())
+
+
+def _index(args) -> None:
+    print(f"index: {records.write_index(parameters.project_root() / 'executed')}")
+
+
+def _record_bytes(record: Path) -> int:
+    """What git keeps of a record: its files but artifacts/."""
+    return sum(p.stat().st_size for p in record.rglob("*")
+               if p.is_file() and "artifacts" not in p.relative_to(record).parts)
+
+
+def _rerender(args) -> None:
+    executed = parameters.project_root() / "executed"
+    folders = [records.find_record(executed, name) for name in args.records] or \
+        sorted(p for p in executed.iterdir() if (p / "parameters.yaml").exists())
+    for record in folders:
+        before = _record_bytes(record)
+        experiments.rerender(record)
+        print(f"{record.name}: {before / 1e6:.2f} MB -> {_record_bytes(record) / 1e6:.2f} MB")
 
 
 def _stop(signum, frame) -> None:
@@ -151,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
 
     listing = sub.add_parser("list", help="list experiments and records")
     listing.set_defaults(func=_list)
+
+    index = sub.add_parser("index", help="rebuild executed/INDEX.md from the records")
+    index.set_defaults(func=_index)
+
+    rerender = sub.add_parser("rerender", help="render records' notebooks again as light HTML with linked "
+                              "figures, running nothing")
+    rerender.add_argument("records", nargs="*", help="record names or experiment ids (default: every record)")
+    rerender.set_defaults(func=_rerender)
 
     region = sub.add_parser("predict-region", help="predict the reference and every variety over one region")
     region.add_argument("--checkpoint", required=True, help="a checkpoint saved by training (best.pt)")

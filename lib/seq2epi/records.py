@@ -2,9 +2,11 @@
 
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,8 @@ from seq2epi.parameters import idle_stages
 
 INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
                  "best val AUC", "test AUROC", "test MCC", "status", "note"]
+INDEX_HEAD = ["# Lab records", "",
+              "One row per record of `seq2epi run` / `seq2epi compare`; open its HTML for the notebook.", ""]
 MARKS = ("FAILED", "INTERRUPTED")  # files the runner leaves in a record that did not finish
 
 _UMASK = os.umask(0)  # read once (it can only be read by setting it): temporaries get the usual file mode
@@ -206,19 +210,42 @@ def summarize_record(path: Path) -> dict:
     return row
 
 
+def index_cell(value) -> str:
+    """A value as one markdown table cell: `|` escaped, line breaks folded into spaces."""
+    return " ".join(str(value).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def index_link(record: str) -> str:
+    """A markdown link to a record folder that no space, `|`, bracket or parenthesis in its name breaks."""
+    text = index_cell(record).replace("[", "\\[").replace("]", "\\]")
+    return f"[{text}]({urllib.parse.quote(record)}/)"
+
+
+@contextlib.contextmanager
+def index_lock(executed: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the executed/ folder (fcntl): one rebuild of INDEX.md at a time, so the run
+    that finishes last writes an index that holds every record."""
+    fd = os.open(executed, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_index(executed: Path) -> Path:
-    """Rewrite executed/INDEX.md: one row per record, newest first."""
-    records = [p for p in executed.iterdir() if (p / "parameters.yaml").exists()]
-    rows = [summarize_record(p) for p in sorted(records, key=record_order, reverse=True)]
-    table = pd.DataFrame(rows, columns=INDEX_COLUMNS).fillna("")
-    lines = ["# Lab records", "",
-             "One row per record of `seq2epi run` / `seq2epi compare`; open its HTML for the notebook.", "",
-             "| " + " | ".join(INDEX_COLUMNS) + " |", "|" + "---|" * len(INDEX_COLUMNS)]
-    for _, row in table.iterrows():
-        cells = [str(row[c]) for c in INDEX_COLUMNS]
-        cells[INDEX_COLUMNS.index("record")] = f"[{row['record']}]({row['record']}/)"
-        lines.append("| " + " | ".join(cells) + " |")
-    index = executed / "INDEX.md"
-    with atomic_path(index) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    """Rebuild executed/INDEX.md from the records themselves, under index_lock: one row per record, newest
+    first."""
+    with index_lock(executed):
+        records = [p for p in executed.iterdir() if (p / "parameters.yaml").exists()]
+        rows = [summarize_record(p) for p in sorted(records, key=record_order, reverse=True)]
+        table = pd.DataFrame(rows, columns=INDEX_COLUMNS).fillna("")
+        lines = [*INDEX_HEAD, "| " + " | ".join(INDEX_COLUMNS) + " |", "|" + "---|" * len(INDEX_COLUMNS)]
+        for _, row in table.iterrows():
+            cells = [index_cell(row[c]) for c in INDEX_COLUMNS]
+            cells[INDEX_COLUMNS.index("record")] = index_link(row["record"])
+            lines.append("| " + " | ".join(cells) + " |")
+        index = executed / "INDEX.md"
+        with atomic_path(index) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
     return index
