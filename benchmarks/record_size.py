@@ -68,7 +68,7 @@ def measure(executed: Path) -> tuple[list[dict], dict]:
 
 
 def megabytes(value) -> str:
-    return f"{value / 1e6:.3f}" if isinstance(value, (int, float)) else str(value)
+    return f"{value / 1e6:.3f}" if isinstance(value, (int, float)) and value > 1000 else str(value)
 
 
 def markdown(rows: list[dict], summary: dict) -> str:
