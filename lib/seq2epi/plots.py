@@ -35,13 +35,16 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
 # ---- training curves -------------------------------------------------------------------------------------
 
 
-def plot_history(history: pd.DataFrame) -> dict[str, Figure]:
-    """The lab's per-run figures "val_auc", "loss" and "val_acc"; the best epoch (max val_auc) marked."""
-    _require(history, ["epoch", "train_loss", "val_loss", "val_auc", "val_acc"], "history")
+def plot_history(history: pd.DataFrame, chosen: str = "val_auc") -> dict[str, Figure]:
+    """The lab's per-run figures "val_auc", "loss" and "val_acc" (a regression: "val_spearman" and "loss");
+    the best epoch (max of `chosen`, the selection column) marked."""
+    _require(history, ["epoch", "train_loss", "val_loss", chosen], "history")
     if history.empty:
         raise ValueError("history has no rows; expected one row per epoch.")
-    best = history.loc[history["val_auc"].idxmax()]
-    panels = {"val_auc": ["val_auc"], "loss": ["train_loss", "val_loss"], "val_acc": ["val_acc"]}
+    best = history.loc[history[chosen].idxmax()]
+    panels = {chosen: [chosen], "loss": ["train_loss", "val_loss"]}
+    if chosen == "val_auc":
+        panels["val_acc"] = ["val_acc"]
     figs = {}
     with _style():
         for key, columns in panels.items():
@@ -49,7 +52,7 @@ def plot_history(history: pd.DataFrame) -> dict[str, Figure]:
             for col in columns:
                 ax.plot(history["epoch"], history[col], marker="o", markersize=4, label=col)
             ax.axvline(best["epoch"], color="0.5", ls="--", lw=1,
-                       label=f"best epoch {int(best['epoch'])} (val_auc {best['val_auc']:.3f})")
+                       label=f"best epoch {int(best['epoch'])} ({chosen} {best[chosen]:.3f})")
             ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(frameon=False, fontsize="small")
