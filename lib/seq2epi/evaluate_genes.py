@@ -50,7 +50,7 @@ def gene_table(results: dict) -> pd.DataFrame:
 
 
 def gene_predictions(table: pd.DataFrame, split: np.ndarray, outputs: dict, marks: list[str]) -> pd.DataFrame:
-    """Every validation and test gene with its measured (log1p) value and the transformer's output per mark."""
+    """Every validation and test gene, its measured (log1p) value and the transformer's output per mark."""
     frames = []
     for name in ("val", "test"):
         genes = table[split == name].reset_index(drop=True)

@@ -198,7 +198,8 @@ def plot_scores_by_label(y_true: np.ndarray, y_score: np.ndarray) -> Figure:
     return fig
 
 
-def plot_gene_scatter(y: np.ndarray, scores: dict[str, np.ndarray], marks: list[str], results: dict) -> Figure:
+def plot_gene_scatter(y: np.ndarray, scores: dict[str, np.ndarray], marks: list[str], results: dict
+                      ) -> Figure:
     """Measured value (rows: marks) against each model's score (columns), one dot per test gene, each panel
     titled with its Spearman."""
     y = np.asarray(y).reshape(len(y), -1)
