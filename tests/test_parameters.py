@@ -164,3 +164,13 @@ def test_scoring_runs_only_when_it_names_a_record_and_then_alone():
     assert "06_score" in parameters.optional_stages(parameters.load_parameters("smoke", REPO))
     scoring_job = parameters.optional_stages({"score_record": "smep_h3k4me3"})
     assert scoring_job == set(parameters.STAGES) - {"06_score"}
+
+
+def test_a_per_gene_regression_is_scored_by_its_own_evaluation_and_predicts_no_genome():
+    genes = parameters.load_parameters("arabidopsis_chr1_genes", REPO)
+    assert "03_evaluate" in parameters.optional_stages(genes)
+    assert "03_evaluate_genes" not in parameters.optional_stages(genes)
+    assert set(parameters.idle_stages(genes)) == {"04_predict_genome"}
+    genomewide = parameters.load_parameters("arabidopsis_chr1", REPO)
+    assert "03_evaluate_genes" in parameters.optional_stages(genomewide)
+    assert parameters.idle_stages(genomewide) == {}

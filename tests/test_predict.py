@@ -180,6 +180,22 @@ def test_predict_genome_in_chunks_equals_one_chunk(genome):
     pd.testing.assert_frame_equal(whole, chunked)
 
 
+def test_predict_genome_keeps_every_target_in_one_pass(genome):
+    calls = []
+
+    def predictor(tokens, lengths):
+        calls.append(len(tokens))
+        return predict(toy_model(n_targets=3), tokens)
+
+    regions = pd.DataFrame({"chrom": ["chr1"], "start": [0], "end": [400]})
+    every = predict_genome(predictor, genome, 50, 20, regions, target=None, progress=False)
+    assert list(every.columns) == ["chrom", "start", "end", "score_0", "score_1", "score_2"]
+    n_calls = len(calls)
+    second = predict_genome(predictor, genome, 50, 20, regions, target=1, progress=False)
+    assert len(calls) == 2 * n_calls  # one pass gives all three
+    np.testing.assert_array_equal(every["score_1"], second["score"])
+
+
 def test_genome_inputs_from_parameters_or_the_experiments_own_genome(tmp_path):
     data, artifacts = tmp_path / "data", tmp_path / "artifacts"
     given = genome_inputs(data, "csv", "K4", "g.fa", "genes.gff", "", "v.vcf", artifacts)

@@ -13,17 +13,17 @@ def _run(args) -> None:
     root = parameters.project_root()
     overrides = dict(parameters.parse_override(o) for o in args.param)
     stages = args.stages.split(",") if args.stages else parameters.STAGES
-    stages = [s if s in parameters.STAGES else _stage_by_prefix(s) for s in stages]
+    stages = [found for s in stages for found in ([s] if s in parameters.STAGES else _stages_by_prefix(s))]
     record = experiments.run_experiment(args.experiment, root, stages, overrides, progress=not args.quiet)
     print(f"record: {record}")
 
 
-def _stage_by_prefix(prefix: str) -> str:
-    """Let `--stages 01,02` name stages by their number."""
+def _stages_by_prefix(prefix: str) -> list[str]:
+    """Let `--stages 01,02` name stages by their number (03: both evaluations; the idle one is skipped)."""
     found = [s for s in parameters.STAGES if s.startswith(prefix)]
-    if len(found) != 1:
+    if not found:
         raise ValueError(f"unknown stage {prefix!r}; the stages are {', '.join(parameters.STAGES)}")
-    return found[0]
+    return found
 
 
 def _compare(args) -> None:

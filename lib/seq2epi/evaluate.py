@@ -5,7 +5,7 @@ regression on validation; read both strands; calibrate the transformer's probabi
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -218,6 +218,30 @@ def score_track(track: pd.DataFrame, chrom_sizes: dict[str, int], mark: str,
         groups = labelled.groupby("split") if "split" in labelled else [("all", labelled)]
         for split, part in groups:
             results[f"labelled_{split}"] = metrics.binary_metrics(part["label"], part["score"], 0.5)
+    return results
+
+
+def score_labelled_track(tracks: dict[str, pd.DataFrame], labelled, blocks: pd.DataFrame, split: str = "test",
+                         centre_bin: int = 200) -> dict:
+    """Each target's genome track scored against the genome-wide labels on the bins of one split's blocks
+    (genomewide.blocks): AUROC and AUPRC of the bin scores for the label at each bin's centre (its central
+    `centre_bin` bp, as training read it), with the counts; unlabelled bins are left out."""
+    results = {}
+    held = blocks[blocks["split"] == split]
+    for t, (target, track) in enumerate(tracks.items()):
+        inside = intervals.overlaps(track, held) if len(held) else np.zeros(len(track), bool)
+        part = track[inside]
+        centres = ((part["start"] + part["end"]) // 2).to_numpy()
+        y = np.concatenate([labelled.at(chrom, centres[(part["chrom"] == chrom).to_numpy()], centre_bin)[:, t]
+                            for chrom in part["chrom"].unique()]) if len(part) else np.empty(0)
+        score = np.concatenate([part["score"].to_numpy()[(part["chrom"] == chrom).to_numpy()]
+                                for chrom in part["chrom"].unique()]) if len(part) else np.empty(0)
+        known = ~np.isnan(y)
+        y, score = y[known], score[known]
+        both = 0 < y.sum() < len(y)
+        results[target] = {"n": int(len(y)), "positives": int(y.sum()),
+                           "auroc": float(roc_auc_score(y, score)) if both else float("nan"),
+                           "auprc": float(average_precision_score(y, score)) if both else float("nan")}
     return results
 
 

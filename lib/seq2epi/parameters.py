@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("00_pretrain", "01_data_prep", "02_train", "03_evaluate", "04_predict_genome", "06_score")
+STAGES = ("00_pretrain", "01_data_prep", "02_train", "03_evaluate", "03_evaluate_genes", "04_predict_genome",
+          "06_score")
 
 # Impossible numbers are refused before a record is created. Intervals as a mathematician writes them:
 # "[1, inf)" means at least 1, "(0, 1)" strictly between 0 and 1; a list value is checked element-wise.
@@ -51,15 +52,19 @@ def data_dir(value: str | None = None, root: Path | None = None) -> Path:
 
 def optional_stages(params: dict) -> set[str]:
     """Stages an experiment does not ask for: 00_pretrain unless it names sequence to pretrain on; 06_score
-    unless it names a record to score with, and then every other stage (a scoring job trains nothing)."""
+    unless it names a record to score with, and then every other stage (a scoring job trains nothing); of the
+    two evaluations, 03_evaluate_genes for a per-gene regression (input: genes) and 03_evaluate otherwise."""
     if params.get("score_record"):
         return set(STAGES) - {"06_score"}
     pretraining = params.get("pretrain_fasta") or params.get("pretrain_csv")
-    return {"06_score"} | (set() if pretraining else {"00_pretrain"})
+    evaluation = {"03_evaluate"} if params.get("input") == "genes" else {"03_evaluate_genes"}
+    return {"06_score"} | evaluation | (set() if pretraining else {"00_pretrain"})
 
 
 def idle_stages(params: dict) -> dict[str, str]:
     """Stages with nothing to do under these parameters, with the reason: the runner skips them."""
+    if params.get("input") == "genes":
+        return {"04_predict_genome": "a per-gene regression (its record holds no genome-wide model)"}
     if params.get("input") == "csv" and not params.get("predict_fasta"):
         return {"04_predict_genome": "no genome to predict (a CSV experiment without predict_fasta)"}
     return {}

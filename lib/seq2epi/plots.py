@@ -35,13 +35,16 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
 # ---- training curves -------------------------------------------------------------------------------------
 
 
-def plot_history(history: pd.DataFrame) -> dict[str, Figure]:
-    """The lab's per-run figures "val_auc", "loss" and "val_acc"; the best epoch (max val_auc) marked."""
-    _require(history, ["epoch", "train_loss", "val_loss", "val_auc", "val_acc"], "history")
+def plot_history(history: pd.DataFrame, chosen: str = "val_auc") -> dict[str, Figure]:
+    """The lab's per-run figures "val_auc", "loss" and "val_acc" (a regression: "val_spearman" and "loss");
+    the best epoch (max of `chosen`, the selection column) marked."""
+    _require(history, ["epoch", "train_loss", "val_loss", chosen], "history")
     if history.empty:
         raise ValueError("history has no rows; expected one row per epoch.")
-    best = history.loc[history["val_auc"].idxmax()]
-    panels = {"val_auc": ["val_auc"], "loss": ["train_loss", "val_loss"], "val_acc": ["val_acc"]}
+    best = history.loc[history[chosen].idxmax()]
+    panels = {chosen: [chosen], "loss": ["train_loss", "val_loss"]}
+    if chosen == "val_auc":
+        panels["val_acc"] = ["val_acc"]
     figs = {}
     with _style():
         for key, columns in panels.items():
@@ -49,7 +52,7 @@ def plot_history(history: pd.DataFrame) -> dict[str, Figure]:
             for col in columns:
                 ax.plot(history["epoch"], history[col], marker="o", markersize=4, label=col)
             ax.axvline(best["epoch"], color="0.5", ls="--", lw=1,
-                       label=f"best epoch {int(best['epoch'])} (val_auc {best['val_auc']:.3f})")
+                       label=f"best epoch {int(best['epoch'])} ({chosen} {best[chosen]:.3f})")
             ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(frameon=False, fontsize="small")
@@ -195,6 +198,37 @@ def plot_scores_by_label(y_true: np.ndarray, y_score: np.ndarray) -> Figure:
     return fig
 
 
+def plot_gene_scatter(y: np.ndarray, scores: dict[str, np.ndarray], marks: list[str], results: dict
+                      ) -> Figure:
+    """Measured value (rows: marks) against each model's score (columns), one dot per test gene, each panel
+    titled with its Spearman."""
+    y = np.asarray(y).reshape(len(y), -1)
+    with _style():
+        fig, axes = plt.subplots(len(marks), len(scores), figsize=(3.2 * len(scores), 2.8 * len(marks)),
+                                 squeeze=False, layout="constrained")
+        for t, mark in enumerate(marks):
+            for ax, (name, score) in zip(axes[t], scores.items(), strict=True):
+                ax.scatter(np.asarray(score)[:, t], y[:, t], s=4, alpha=0.4, color="C0", linewidths=0)
+                ax.set_title(f"{mark}: {name}, Spearman {results[mark][name]['spearman']:.3f}", fontsize=9)
+                ax.set(xlabel="score", ylabel=f"log1p {mark}" if ax is axes[t, 0] else "")
+        sns.despine(fig)
+    return fig
+
+
+def plot_gene_track_scatter(per_gene: pd.DataFrame, mark: str, targets: list[str], results: dict) -> Figure:
+    """A gene's measured `mark` (log1p) against each target's mean track score over its TSS region, one panel
+    per target titled with the Spearman (track_at_genes' table and results)."""
+    with _style():
+        fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3), squeeze=False,
+                                 layout="constrained")
+        for ax, target in zip(axes[0], targets, strict=True):
+            ax.scatter(per_gene[f"score_{target}"], per_gene[f"log1p_{mark}"], s=4, alpha=0.4, linewidths=0)
+            ax.set_title(f"{target}: Spearman {results[mark][target]['spearman']:.3f}", fontsize=9)
+            ax.set(xlabel=f"mean P({target}) at the TSS", ylabel=f"log1p {mark}" if ax is axes[0, 0] else "")
+        sns.despine(fig)
+    return fig
+
+
 def plot_attention(weights: np.ndarray, title: str = "") -> Figure:
     """Heatmap of one attention map [L queries, L keys]."""
     weights = np.asarray(weights, dtype=float)
@@ -279,6 +313,17 @@ def _draw_intervals(ax, df: pd.DataFrame, name: str, colors=None) -> None:
     ax.set_ylabel(name, rotation=0, ha="right", va="center")
 
 
+def _draw_states(ax, states: pd.DataFrame, span: float) -> None:
+    """Segments coloured by state, the state written on segments wide enough to hold it."""
+    names = sorted(set(states["state"].astype(str)), key=lambda s: (len(s), s))
+    palette = dict(zip(names, sns.color_palette("tab10", len(names)).as_hex(), strict=True))
+    _draw_intervals(ax, states, "states", [palette[s] for s in states["state"].astype(str)])
+    for seg in states.itertuples():
+        if seg.end - seg.start > span / 60:
+            ax.text((seg.start + seg.end) / 2, 0.5, str(seg.state), ha="center", va="center",
+                    fontsize="x-small", color="white", clip_on=True)
+
+
 def _draw_score(ax, track: pd.DataFrame, name: str) -> None:
     """Step plot of the bins (NaN breaks the line across gaps between bins)."""
     starts, ends, score = (track[c].to_numpy(dtype=float) for c in ("start", "end", "score"))
@@ -292,16 +337,19 @@ def _draw_score(ax, track: pd.DataFrame, name: str) -> None:
 
 def plot_track(track: pd.DataFrame, region: tuple[str, int, int], genes: pd.DataFrame | None = None,
                peaks: pd.DataFrame | None = None, labels: pd.DataFrame | None = None,
-               extra: dict[str, pd.DataFrame] | None = None) -> Figure:
-    """Genome-browser view of `region`: gene models, peaks, labelled windows, the score track, `extra` tracks.
+               extra: dict[str, pd.DataFrame] | None = None, states: pd.DataFrame | None = None,
+               name: str = "score") -> Figure:
+    """Genome-browser view of `region`: gene models, a segmentation, peaks, labelled windows, the score
+    track (named `name`), `extra` tracks.
 
     `track` and each `extra` track have columns chrom, start, end, score; `labels` has chrom, start, end,
-    label (positive windows dark, negative light); all are clipped to `region` = (chrom, start, end).
+    label (positive windows dark, negative light); `states` has chrom, start, end, state (one colour per
+    state, written on its segments); all are clipped to `region` = (chrom, start, end).
     """
     chrom, start, end = region
     if start >= end:
         raise ValueError(f"region {chrom}:{start}-{end} is empty; expected start < end.")
-    scores = {"score": _in_region(track, region, "track")}
+    scores = {name: _in_region(track, region, "track")}
     for name, df in (extra or {}).items():
         scores[name] = _in_region(df, region, f"extra track {name!r}")
     for name, df in scores.items():
@@ -311,6 +359,9 @@ def plot_track(track: pd.DataFrame, region: tuple[str, int, int], genes: pd.Data
     if genes is not None:
         genes = _in_region(genes, region, "genes")
         rows.append(("genes", "genes", genes, 0.45 + 0.4 * (_gene_rows(genes, span)[0].max(initial=0) + 1)))
+    if states is not None:
+        _require(states, ["state"], "states")
+        rows.append(("states", "states", _in_region(states, region, "states"), 0.35))
     if peaks is not None:
         rows.append(("intervals", "peaks", _in_region(peaks, region, "peaks"), 0.35))
     if labels is not None:
@@ -328,6 +379,8 @@ def plot_track(track: pd.DataFrame, region: tuple[str, int, int], genes: pd.Data
         for ax, (kind, name, df, _) in zip(axes[:, 0], rows, strict=True):
             if kind == "genes":
                 _draw_genes(ax, df, span)
+            elif kind == "states":
+                _draw_states(ax, df, span)
             elif kind == "intervals":
                 colors = np.where(df["label"] > 0.5, "#2f4f4f", "#c8c8c8") if "label" in df else None
                 _draw_intervals(ax, df, name, colors)

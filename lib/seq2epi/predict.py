@@ -173,6 +173,13 @@ def _empty(*columns: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in columns})
 
 
+def target_tracks(every: pd.DataFrame, names: list[str]) -> dict[str, pd.DataFrame]:
+    """predict_genome(target=None)'s track as one track (chrom, start, end, score) per named target."""
+    bins = every[["chrom", "start", "end"]]
+    return {name: bins.assign(score=every[f"score_{t}"]).dropna(subset=["score"]).reset_index(drop=True)
+            for t, name in enumerate(names)}
+
+
 def predict_genome(
     predictor: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     genome: Genome,
@@ -180,7 +187,7 @@ def predict_genome(
     stride: int,
     regions: pd.DataFrame | None = None,
     max_n_fraction: float = 0.5,
-    target: int = 0,
+    target: int | None = 0,
     progress: bool = True,
     chunk_bytes: int = 2**26,
 ) -> pd.DataFrame:
@@ -189,7 +196,7 @@ def predict_genome(
     `predictor(tokens, lengths)` gives probabilities, e.g. functools.partial(predict, model, batch_size=...,
     device=..., rc_average=...). Each region is encoded once and windows are sliced from it in chunks of
     about `chunk_bytes`, so memory stays bounded; windows with more than `max_n_fraction` N are left out of
-    the track. With several targets, score is `target`.
+    the track. With several targets, score is `target`'s; `target=None` keeps them all as score_0, score_1, …
     """
     sizes = genome.chrom_sizes
     todo = tiling.clip_regions(sizes, window, regions)
@@ -200,17 +207,21 @@ def predict_genome(
     for chrom, start, end in todo:
         tokens = genome.tokens(chrom, start, end)
         windows = sliding_window_view(tokens, window)[::stride]
-        scores = np.full(len(windows), np.nan, np.float32)
+        scored = []
         for i in range(0, len(windows), chunk):
             block = np.ascontiguousarray(windows[i : i + chunk])
             keep = np.flatnonzero((block == N).mean(axis=1) <= max_n_fraction)
             if keep.size:
-                probs = predictor(block[keep], None)
-                scores[i + keep] = probs if probs.ndim == 1 else probs[:, target]
+                scored.append((i + keep, predictor(block[keep], None).reshape(keep.size, -1)))
             shown.update(len(block))
+        scores = np.full((len(windows), scored[0][1].shape[1] if scored else 1), np.nan, np.float32)
+        for rows, probs in scored:
+            scores[rows] = probs
+        columns = ({f"score_{t}": scores[:, t] for t in range(scores.shape[1])} if target is None
+                   else {"score": scores[:, target]})
         bins = tiling.centred_bins(chrom, tiling.window_starts(start, end, window, stride), window, stride,
                                    sizes[chrom])
-        parts.append(bins.assign(score=scores)[~np.isnan(scores)])
+        parts.append(bins.assign(**columns)[~np.isnan(scores).all(axis=1)])
     shown.close()
     if not parts:
         return _empty("chrom", "start", "end", "score")

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seq2epi import datasets, intervals, sequence, variants
+from seq2epi import datasets, genes, genomewide, intervals, sequence, variants
+from seq2epi.labels import build_labels
 
 SAMPLE_COLUMNS = ("variety", "mark", "fasta", "peaks")  # a variety given by its own FASTA
 VCF_COLUMNS = ("variety", "mark", "reference", "vcf", "vcf_sample", "peaks")  # reference + a sample of a VCF
@@ -468,3 +469,82 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
     split = table["split"].to_numpy()
     return {"tokens": token_array, "lengths": lengths, "labels": labels, "split": split, "table": table,
             "excluded": excluded, "balance": label_balance(labels, split, [mark]), "cuts": cuts}
+
+
+def peak_target_files(peak_targets: dict, data: Path) -> dict[str, tuple[Path, str]]:
+    """The `peak_targets` parameter ({target: {bed, name}}, paths relative to data_dir) as labels.build_labels
+    takes it: {target: (path, name filter)}."""
+    files = {}
+    for target, spec in peak_targets.items():
+        if not isinstance(spec, dict) or "bed" not in spec or set(spec) - {"bed", "name"}:
+            raise ValueError(f"peak_targets {target!r}: expected {{bed: <peaks relative to data_dir>, name: "
+                             f"<tissue or ''>}}, got {spec!r}")
+        files[target] = (data / spec["bed"], str(spec.get("name") or ""))
+    return files
+
+
+def from_genomewide(fasta: Path, window: int, val_regions: list[str], test_regions: list[str], seed: int,
+                    segmentation: Path | None = None, label_map: dict | None = None,
+                    label_states: list | None = None, peaks: dict | None = None, label_bin: int = 50,
+                    centre_bin: int = 200, eval_stride: int = 1000, baseline_windows: int = 20000,
+                    max_n_fraction: float = 0.1, min_length: int = 0) -> dict:
+    """The genome-wide task: targets from a segmentation (`label_map`) and peak sets read at each window's
+    central `centre_bin` bp, the labelled genome cut into training, validation and test blocks.
+
+    Validation and test are fixed tilings of their blocks (one window every `eval_stride` bp); the training
+    split of the dataset holds `baseline_windows` windows drawn once from the training blocks, for the
+    baselines, while the transformer draws fresh ones every epoch from `genome` (genomewide.GenomeWindows).
+    """
+    if window < min_length:
+        raise ValueError(f"window {window} bp is shorter than the largest k-mer ({min_length} bp).")
+    if not val_regions or not test_regions:
+        raise ValueError("genomewide mode needs val_chroms and test_chroms: the chromosomes or regions "
+                         "(chrom:start-end) held out for validation and test")
+    tokens = genomewide.chrom_tokens(fasta)
+    sizes = {chrom: len(t) for chrom, t in tokens.items()}
+    labelled = build_labels(sizes, label_bin, segmentation, label_map, label_states or None, peaks)
+    blocks = genomewide.blocks(sizes, labelled, list(val_regions), list(test_regions))
+    parts, tables = [], []
+    for name in ("train", "val", "test"):
+        if name == "train":
+            centres, windows, targets = genomewide.drawn_windows(tokens, labelled, blocks, window, centre_bin,
+                                                                 baseline_windows, seed, max_n_fraction)
+        else:
+            centres, windows, targets = genomewide.fixed_windows(tokens, labelled, blocks, name, window,
+                                                                 eval_stride, centre_bin, max_n_fraction)
+        parts.append((windows, targets))
+        tables.append(centres.assign(split=name))
+    table = pd.concat(tables, ignore_index=True)
+    token_array = np.concatenate([w for w, _ in parts])
+    label_array = np.concatenate([y for _, y in parts])
+    split = table["split"].to_numpy()
+    return {"tokens": token_array, "lengths": np.full(len(table), window, np.int32), "labels": label_array,
+            "split": split, "table": table, "marks": list(labelled.targets), "cuts": [],
+            "balance": label_balance(label_array, split, list(labelled.targets)),
+            "genome": (tokens, labelled, blocks)}
+
+
+def from_genes(fasta: Path, gene_table: Path, marks: list[str], upstream: int, downstream: int,
+               val_regions: list[str], test_regions: list[str], min_length: int = 0) -> dict:
+    """Per-gene regression: the `upstream` + `downstream` bp around each TSS read on the gene's strand,
+    log1p of each mark's value as targets, genes split by the block holding their TSS (a training gene whose
+    window reaches a held-out block is dropped, and counted in `cuts`)."""
+    if upstream + downstream < min_length:
+        raise ValueError(f"tss_upstream + tss_downstream ({upstream + downstream} bp) is shorter than the "
+                         f"largest k-mer ({min_length} bp).")
+    if not val_regions or not test_regions:
+        raise ValueError("genes mode needs val_chroms and test_chroms: the regions whose genes are held out")
+    tokens = genomewide.chrom_tokens(fasta)
+    table = genes.read_gene_table(gene_table, list(marks), {chrom: len(t) for chrom, t in tokens.items()})
+    split = genes.split_genes(table, list(val_regions), list(test_regions))
+    cuts = []
+    dropped = int((split == "drop").sum())
+    if dropped:
+        cuts.append(f"{dropped} training genes whose TSS window reaches a held-out block")
+    keep = split != "drop"
+    table = table[keep].reset_index(drop=True).assign(split=split[keep])
+    windows = genes.tss_windows(table, tokens, upstream, downstream)
+    targets = genes.gene_targets(table, list(marks))
+    return {"tokens": windows, "lengths": np.full(len(table), upstream + downstream, np.int32),
+            "labels": targets, "split": table["split"].to_numpy(), "table": table, "marks": list(marks),
+            "cuts": cuts}

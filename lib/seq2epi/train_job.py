@@ -15,14 +15,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from seq2epi import datasets, train
+from seq2epi import datasets, genomewide, train
 from seq2epi.model import ModelConfig, NucleicTransformer
 
 
 def setup(dataset: str | Path, model_config: ModelConfig, config: train.TrainConfig, init_checkpoint: str = ""
           ) -> tuple[NucleicTransformer, datasets.WindowDataset, datasets.WindowDataset]:
     """The model (seeded with config.seed, or `init_checkpoint`'s weights) and the training and validation
-    datasets of a dataset file written by 01_data_prep."""
+    datasets of a dataset file written by 01_data_prep; a genome-wide dataset trains on windows drawn afresh
+    every epoch from the genome beside it (genome.npz), not on its fixed training rows (the baselines')."""
     data = datasets.load_dataset(dataset)
     shortest = int(data["lengths"].min())
     if max(model_config.kmers) > shortest:
@@ -39,6 +40,12 @@ def setup(dataset: str | Path, model_config: ModelConfig, config: train.TrainCon
     model = NucleicTransformer(replace(model_config, n_targets=n_targets))
     if init_checkpoint:
         train.init_from(model, init_checkpoint)
+    if data.get("input") == "genomewide":  # fresh windows from the training blocks every epoch
+        genome = genomewide.load_genome(Path(dataset).with_name("genome.npz"))
+        drawn = genomewide.GenomeWindows(*genome, "train", data["window"], data["centre_bin"],
+                                         data["windows_per_epoch"], rc_augment=config.rc_augment,
+                                         seed=config.seed, max_n_fraction=data["max_n_fraction"])
+        return model, drawn, subset("val", False)
     return model, subset("train", config.rc_augment), subset("val", False)
 
 
