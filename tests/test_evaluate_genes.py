@@ -47,13 +47,6 @@ def test_the_gc_baseline_follows_the_direction_it_had_on_training_genes():
     assert results["gc"]["gc_content"]["spearman"] > 0.9
 
 
-def test_tss_regions_read_upstream_on_the_genes_strand():
-    genes = pd.DataFrame({"chrom": ["c", "c"], "start": [1000, 5000], "end": [2000, 6000],
-                          "strand": ["+", "-"]})
-    regions = evaluate_genes.tss_regions(genes, upstream=300, downstream=100)
-    assert regions[["start", "end"]].values.tolist() == [[700, 1100], [5900, 6300]]
-
-
 def test_track_at_genes_means_each_targets_bins_over_the_tss_region():
     genes = pd.DataFrame({"gene_id": ["a", "b", "c", "d"], "chrom": "c", "start": [100, 1100, 2100, 3100],
                           "end": [400, 1400, 2400, 3400], "strand": "+", "K4": [1.0, 3.0, 7.0, 15.0]})

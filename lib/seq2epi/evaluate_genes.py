@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from seq2epi import baselines, intervals, metrics, sequence
+from seq2epi import genes as gene_tables
 
 
 def _gc_sign(tokens, lengths, y) -> float:
@@ -63,22 +64,13 @@ def gene_predictions(table: pd.DataFrame, split: np.ndarray, outputs: dict, mark
     return pd.concat(frames, ignore_index=True)
 
 
-def tss_regions(genes: pd.DataFrame, upstream: int, downstream: int) -> pd.DataFrame:
-    """chrom, start, end of `upstream` bp before to `downstream` bp after each TSS, on the gene's strand."""
-    plus = genes["strand"].to_numpy() == "+"
-    tss = np.where(plus, genes["start"], genes["end"])
-    start = np.where(plus, tss - upstream, tss - downstream)
-    return pd.DataFrame({"chrom": genes["chrom"].to_numpy(), "start": np.maximum(start, 0),
-                         "end": start + upstream + downstream})
-
-
 def track_at_genes(tracks: dict[str, pd.DataFrame], genes: pd.DataFrame, marks: list[str], upstream: int,
                    downstream: int, n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Each gene's mean track score per target over its TSS region beside its measured values (log1p), and
     the Spearman and Pearson of every (target, mark) pair with bootstrap intervals: how a genome-wide model's
     track ranks genes by a mark it never saw per gene."""
     table = genes[["gene_id", "chrom", "start", "end", "strand"]].copy()
-    regions = tss_regions(genes, upstream, downstream)
+    regions = gene_tables.tss_spans(genes, upstream, downstream)
     for target, track in tracks.items():
         table[f"score_{target}"] = intervals.window_scores(track, regions)
     for mark in marks:

@@ -121,3 +121,10 @@ def split_genes(genes: pd.DataFrame, val_regions: list[str], test_regions: list[
         reaches |= on & (start < region.end) & (start + upstream + downstream > region.start)
     split[(split == "train") & reaches] = "drop"
     return split.astype(str)
+
+
+def tss_spans(genes: pd.DataFrame, upstream: int, downstream: int) -> pd.DataFrame:
+    """chrom, start, end of each gene's TSS window (as tss_windows reads it) in genome coordinates."""
+    start = _window_starts(genes, upstream, downstream)
+    return pd.DataFrame({"chrom": genes["chrom"].to_numpy(), "start": np.maximum(start, 0),
+                         "end": start + upstream + downstream})

@@ -3,6 +3,7 @@ and training windows drawn on the fly each epoch."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from seq2epi.intervals import _chrom_list
 from seq2epi.labels import GenomeLabels, _regions
+from seq2epi.records import atomic_path
 from seq2epi.sequence import N, encode, iter_fasta, reverse_complement
 
 _SPLITS = ("train", "val", "test")
@@ -227,3 +229,40 @@ class GenomeWindows(torch.utils.data.Dataset):
         if self.flip[i]:
             tokens = reverse_complement(tokens)
         return torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(self.targets[i].copy())
+
+
+def drawn_windows(tokens: dict[str, np.ndarray], labels: GenomeLabels, blocks: pd.DataFrame, window: int,
+                  centre_bin: int, n: int, seed: int, max_n_fraction: float
+                  ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """`n` training windows drawn once, as fixed_windows returns a tiling: the baselines' training set (the
+    draw of GenomeWindows' epoch 0, which training never uses: its epochs count from 1)."""
+    drawn = GenomeWindows(tokens, labels, blocks, "train", window, centre_bin, n, seed=seed,
+                          max_n_fraction=max_n_fraction)
+    centres = pd.DataFrame({"chrom": drawn.chroms, "centre": drawn.starts + window // 2,
+                            "start": drawn.starts, "end": drawn.starts + window})
+    return centres, token_slices(tokens, drawn.chroms, drawn.starts, window), drawn.targets
+
+
+def save_genome(path: Path, tokens: dict[str, np.ndarray], labels: GenomeLabels, blocks: pd.DataFrame) -> None:
+    """The chromosomes' tokens, the labels and the blocks in one .npz (uncompressed: it loads in a second),
+    for 02 to draw training windows from and 04 to score tracks against."""
+    chroms = list(tokens)
+    arrays = {f"tokens_{i}": tokens[c] for i, c in enumerate(chroms)}
+    arrays |= {f"cover_{i}": labels.cover[c] for i, c in enumerate(chroms) if c in labels.cover}
+    meta = {"chroms": chroms, "targets": list(labels.targets), "bin_size": labels.bin_size,
+            "labelled": [c for c in chroms if c in labels.cover],
+            "blocks": blocks[["chrom", "start", "end", "split"]].to_dict("list")}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta, default=int)), **arrays)
+
+
+def load_genome(path: Path) -> tuple[dict[str, np.ndarray], GenomeLabels, pd.DataFrame]:
+    """(tokens, labels, blocks) as save_genome wrote them."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"genome file {path} does not exist (01_data_prep writes it in genomewide mode)")
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        chroms = meta["chroms"]
+        tokens = {c: z[f"tokens_{i}"] for i, c in enumerate(chroms)}
+        cover = {c: z[f"cover_{i}"] for i, c in enumerate(chroms) if c in meta["labelled"]}
+    return tokens, GenomeLabels(meta["targets"], meta["bin_size"], cover), pd.DataFrame(meta["blocks"])

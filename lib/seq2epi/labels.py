@@ -210,3 +210,15 @@ def build_labels(chrom_sizes: dict[str, int], bin_size: int = 50, segmentation: 
     targets = list(cover)
     stacked = {chrom: np.stack([cover[t][chrom] for t in targets], axis=1) for chrom in chrom_sizes}
     return GenomeLabels(targets, bin_size, stacked)
+
+
+def read_segmentation(path: Path, chrom_sizes: dict[str, int]) -> pd.DataFrame:
+    """A segmentation BED as chrom, start, end, state (checked as build_labels checks it), e.g. to draw it."""
+    bed = _read_bed(path, chrom_sizes, need_name=True)
+    _check_no_overlap(bed)
+    return bed.table[["chrom", "start", "end"]].assign(state=bed.table["name"]).reset_index(drop=True)
+
+
+def read_peak_set(path: Path, name_filter: str, chrom_sizes: dict[str, int]) -> pd.DataFrame:
+    """A peak target's peaks (chrom, start, end) as build_labels reads them, e.g. to draw them."""
+    return _read_peak_target(path, name_filter, chrom_sizes)[["chrom", "start", "end"]].reset_index(drop=True)

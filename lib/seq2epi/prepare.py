@@ -536,7 +536,7 @@ def from_genes(fasta: Path, gene_table: Path, marks: list[str], upstream: int, d
         raise ValueError("genes mode needs val_chroms and test_chroms: the regions whose genes are held out")
     tokens = genomewide.chrom_tokens(fasta)
     table = genes.read_gene_table(gene_table, list(marks), {chrom: len(t) for chrom, t in tokens.items()})
-    split = genes.split_genes(table, list(val_regions), list(test_regions))
+    split = genes.split_genes(table, list(val_regions), list(test_regions), upstream, downstream)
     cuts = []
     dropped = int((split == "drop").sum())
     if dropped:
