@@ -153,7 +153,8 @@ def _check_type(key: str, value, default, source: str) -> None:
     expected = TYPES.get(key) or (float if isinstance(default, float) else type(default))
     if not _is_a(value, expected):
         like = f" like the default {default!r}" if default is not None else ""
-        raise ValueError(f"{source}: parameter {key!r} = {value!r} is a {_type_name(value)}, "
+        shown = value.isoformat() if isinstance(value, datetime.date) else repr(value)
+        raise ValueError(f"{source}: parameter {key!r} = {shown} is a {_type_name(value)}, "
                          f"expected a {expected.__name__}{like}")
     element = ELEMENT_TYPES.get(key) or (type(default[0]) if isinstance(default, list) and default else None)
     wrong = [item for item in value if not _is_a(item, element)] if element else []
