@@ -1,4 +1,6 @@
 import base64
+import errno
+import hashlib
 import io
 import shutil
 from pathlib import Path
@@ -206,3 +208,139 @@ def test_tidy_keeps_one_line_per_warning_and_no_progress_bar(tmp_path):
     outputs = [(o.name, o.text) for o in nbformat.read(path, as_version=4).cells[0].outputs]
     assert outputs == [("stdout", "UserWarning: 4 of 300 sequences share a 31-bp stretch\n"),
                        ("stdout", "epoch 1/2  val AUC 0.9\n"), ("stderr", "a real message\n")]
+
+
+def _fingerprint(record: Path) -> dict:
+    """Every file of a record with its bytes' hash and its modification time."""
+    return {str(p.relative_to(record)): (hashlib.sha1(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(record.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def unfinished(workbook, executed_stages):
+    """A record of smoke that stopped after 01 (no metrics.json): the one resume continues."""
+    return experiments.run_experiment("smoke", workbook, stages=["01_data_prep"])
+
+
+@pytest.mark.parametrize("override, changed", [
+    ({"ninp": 32}, "ninp: 16 there, 32 now"),
+    ({"train_csv": "rice_smep/H3K27me3_train.csv"},
+     "train_csv: 'rice_smep/H3K4me3_train.csv' there, 'rice_smep/H3K27me3_train.csv' now"),
+    ({"kmers": [3], "data_dir": "elsewhere"},
+     "data_dir: None there, 'elsewhere' now; kmers: [5] there, [3] now")])
+def test_resume_refuses_a_changed_parameter_and_leaves_the_record_untouched(workbook, unfinished, override,
+                                                                             changed):
+    (unfinished / "INTERRUPTED").write_text("stopped\n")
+    before = _fingerprint(unfinished)
+    with pytest.raises(ValueError) as err:
+        experiments.run_experiment("smoke", workbook, overrides={"resume": True, **override})
+    assert str(err.value).startswith(f"record {unfinished.name} was run with other parameters ({changed}); "
+                                     "resume continues a record only under its own (only compile, device, ")
+    assert str(err.value).endswith("may change): run without resume for a new record")
+    assert _fingerprint(unfinished) == before
+    assert [p.name for p in (workbook / "executed").iterdir() if p.is_dir()] == [unfinished.name]
+
+
+def test_resume_may_change_what_does_not_change_the_model_or_its_data(workbook, unfinished, executed_stages):
+    assert experiments.RESUMABLE >= {"epochs", "device", "num_workers", "predict_batch_size", "resume"}
+    overrides = {"resume": True, "epochs": 3, "device": "cpu", "num_workers": 0, "predict_batch_size": 8}
+    resumed = experiments.run_experiment("smoke", workbook, stages=["02_train"], overrides=overrides)
+    assert resumed == unfinished
+    assert yaml.safe_load((unfinished / "parameters.yaml").read_text())["epochs"] == 3
+    assert executed_stages == ["01_data_prep", "02_train"]
+
+
+def test_resume_refuses_a_record_holding_a_symlink(workbook, unfinished, tmp_path):
+    outside = tmp_path / "outside.pt"
+    outside.write_bytes(b"weights")
+    (unfinished / "artifacts").mkdir()
+    (unfinished / "artifacts" / "last.pt").symlink_to(outside)
+    before = _fingerprint(unfinished)
+    with pytest.raises(ValueError, match=rf"^record {unfinished.name} holds a symbolic link "
+                                         r"\(artifacts/last.pt\); resume continues only a record that holds"):
+        experiments.run_experiment("smoke", workbook, overrides={"resume": True})
+    assert _fingerprint(unfinished) == before and outside.read_bytes() == b"weights"
+
+
+@pytest.fixture
+def pretrained(workbook):
+    """Two records of pretrain_plants, each with its encoder; the experiment id names the newer one."""
+    made = []
+    for name in ("2026-11-01_pretrain_plants", "2026-12-02_pretrain_plants"):
+        (workbook / "executed" / name / "artifacts" / "pretrain").mkdir(parents=True)
+        (workbook / "executed" / name / "artifacts" / "pretrain" / "best.pt").write_bytes(b"w")
+        (workbook / "executed" / name / "parameters.yaml").write_text("experiment: pretrain_plants\n")
+        made.append(name)
+    return made
+
+
+@pytest.mark.parametrize("reference, resolved", [
+    ("pretrain_plants/artifacts/pretrain/best.pt",
+     "../2026-12-02_pretrain_plants/artifacts/pretrain/best.pt"),
+    ("2026-11-01_pretrain_plants/artifacts/pretrain/best.pt",
+     "../2026-11-01_pretrain_plants/artifacts/pretrain/best.pt"),
+    ("../elsewhere/best.pt", "../elsewhere/best.pt")])
+def test_a_reference_to_another_record_is_resolved_printed_and_kept(workbook, pretrained, executed_stages,
+                                                                    capsys, reference, resolved):
+    record = experiments.run_experiment("smoke", workbook, stages=["02_train"],
+                                        overrides={"init_checkpoint": reference})
+    assert yaml.safe_load((record / "parameters.yaml").read_text())["init_checkpoint"] == resolved
+    if not reference.startswith("."):
+        assert f"init_checkpoint: {reference} is record {resolved.split('/')[1]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("pretrain_planets", r"parameter 'init_checkpoint' = 'pretrain_planets' names no record: expected a "
+                         r"record folder or an experiment id with a record in .*executed$"),
+    ("pretrain_plants", r"parameter 'init_checkpoint' = 'pretrain_plants': record 2026-12-02_pretrain_plants "
+                        r"has no artifacts/checkpoints/best.pt \(artifacts stay on the machine that ran "
+                        r"it\)$")])
+def test_a_missing_reference_is_one_sentence_before_a_record_is_made(workbook, pretrained, reference,
+                                                                     message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        experiments.run_experiment("smoke", workbook, overrides={"init_checkpoint": reference})
+    assert sorted(p.name for p in (workbook / "executed").iterdir() if p.is_dir()) == pretrained
+
+
+def test_every_reference_of_the_parameter_files_names_a_record_not_a_dated_path():
+    for path in sorted((REPO / "parameters").glob("*.yaml")):
+        values = yaml.safe_load(path.read_text())
+        for key in experiments.REFERENCES:
+            assert not str(values.get(key, "")).startswith((".", "/")), f"{path.name}: {key}"
+
+
+def test_a_full_disk_is_one_sentence_and_a_failed_record(workbook, monkeypatch):
+    def full(template, record, params, progress=True):
+        raise OSError(errno.ENOSPC, "No space left on device", str(record / f"{template.stem}.ipynb"))
+
+    monkeypatch.setattr(experiments, "execute", full)
+    with pytest.raises(ValueError) as err:
+        experiments.run_experiment("smoke", workbook)
+    [record] = [p for p in (workbook / "executed").iterdir() if p.is_dir()]
+    assert str(err.value) == (f"record {record.name} failed: cannot write {record}/01_data_prep.ipynb: the "
+                              "disk is full")
+    assert (record / "FAILED").exists()
+    assert "| failed |" in (workbook / "executed" / "INDEX.md").read_text()
+
+
+def test_a_read_only_executed_is_one_sentence(workbook, monkeypatch, capsys):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(workbook / "executed" / "x"))
+
+    monkeypatch.setattr(experiments.records, "new_record_dir", read_only)
+    monkeypatch.setattr(experiments.records, "write_index", read_only)
+    with pytest.raises(ValueError) as err:
+        experiments.run_experiment("smoke", workbook)
+    assert str(err.value) == (f"cannot create a record in {workbook / 'executed'}: the file system is "
+                              f"read-only ({workbook / 'executed' / 'x'}); records need a writable executed/ "
+                              "with free space")
+    assert "INDEX.md not refreshed: the file system is read-only" in capsys.readouterr().err
+
+
+def test_portable_names_a_symlinked_data_folder_by_its_portable_name(tmp_path):
+    (tmp_path / "disk" / "data").mkdir(parents=True)
+    (tmp_path / "data").symlink_to(tmp_path / "disk" / "data")
+    notebook = tmp_path / "n.ipynb"
+    notebook.write_text(f'{{"a": "{tmp_path}/data/x.csv", "b": "{tmp_path}/disk/data/y.csv"}}')
+    experiments.portable(notebook, {tmp_path / "data": "$SEQ2EPI_DATA"})
+    assert notebook.read_text() == '{"a": "$SEQ2EPI_DATA/x.csv", "b": "$SEQ2EPI_DATA/y.csv"}'

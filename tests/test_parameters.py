@@ -174,3 +174,70 @@ def test_a_per_gene_regression_is_scored_by_its_own_evaluation_and_predicts_no_g
     genomewide = parameters.load_parameters("arabidopsis_chr1", REPO)
     assert "03_evaluate_genes" in parameters.optional_stages(genomewide)
     assert parameters.idle_stages(genomewide) == {}
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"kmers": ["a"]}, r"'kmers' = \['a'\] holds 'a', a str; expected a list of int"),
+    ({"marks": ["H3K4me3", 3]}, r"'marks' = \['H3K4me3', 3\] holds 3, a int; expected a list of str"),
+    ({"attention_dropout": "abc"}, r"'attention_dropout' = 'abc' is a str, expected a float$"),
+    ({"train_seed": "abc"}, r"'train_seed' = 'abc' is a str, expected a int$"),
+    ({"train_seed": 1.5}, r"'train_seed' = 1.5 is a float, expected a int$")])
+def test_null_defaults_and_list_elements_are_type_checked(override, message):
+    with pytest.raises(ValueError, match=r"^-p override: parameter " + message):
+        parameters.load_parameters("smoke", REPO, override)
+    accepted = parameters.load_parameters("smoke", REPO, {"train_seed": 3, "attention_dropout": 0})
+    assert (accepted["train_seed"], accepted["attention_dropout"]) == (3, 0)
+
+
+def test_a_yaml_date_as_data_dir_is_refused_with_the_way_out(workbook):
+    (workbook / "parameters" / "bad.yaml").write_text("data_dir: 2024-01-01\n")
+    with pytest.raises(ValueError) as err:
+        parameters.load_parameters("bad", workbook)
+    assert str(err.value) == (f"{workbook / 'parameters' / 'bad.yaml'}: parameter 'data_dir' = "
+                              "2024-01-01 is a date (quote it to make it text), expected a str")
+
+
+def test_an_experiment_extends_recipes_and_overrides_them(workbook):
+    recipes = workbook / "parameters" / "recipes"
+    (recipes / "tiny.yaml").write_text("extends: recipes/reduced_cpu\nnlayers: 1\nepochs: 2\n")
+    (workbook / "parameters" / "mine.yaml").write_text("extends: recipes/tiny\nepochs: 3\n")
+    params = parameters.load_parameters("mine", workbook)
+    assert (params["ninp"], params["nlayers"], params["epochs"], params["nproc"]) == (64, 1, 3, BASE["nproc"])
+    assert "extends" not in params
+
+
+def test_a_recipe_holds_only_keys_of_base_yaml(workbook):
+    (workbook / "parameters" / "recipes" / "odd.yaml").write_text("learning_rate: 0.1\n")
+    (workbook / "parameters" / "mine.yaml").write_text("extends: recipes/odd\n")
+    with pytest.raises(ValueError, match=r"recipes/odd.yaml: unknown parameter 'learning_rate'"):
+        parameters.load_parameters("mine", workbook)
+
+
+def test_a_cycle_of_recipes_is_refused_in_one_sentence(workbook):
+    recipes = workbook / "parameters" / "recipes"
+    (recipes / "a.yaml").write_text("extends: recipes/b\n")
+    (recipes / "b.yaml").write_text("extends: recipes/a\n")
+    (workbook / "parameters" / "mine.yaml").write_text("extends: recipes/a\n")
+    with pytest.raises(ValueError) as err:
+        parameters.load_parameters("mine", workbook)
+    assert str(err.value) == (f"{recipes / 'b.yaml'}: extends 'recipes/a', which extends it back "
+                              "(mine -> a -> b -> a); recipes may not form a cycle")
+
+
+@pytest.mark.parametrize("name", ["recipes/missing", "smoke", "../base", 3])
+def test_extends_must_name_a_recipe(workbook, name):
+    (workbook / "parameters" / "mine.yaml").write_text(yaml.safe_dump({"extends": name}))
+    expected = r"recipes/reduced_cpu, recipes/reduced_cpu_rc$"
+    with pytest.raises(ValueError, match=rf"mine.yaml: extends {name!r}, which is not a recipe; expected one "
+                                         rf"of {expected}"):
+        parameters.load_parameters("mine", workbook)
+
+
+def test_recipes_are_not_experiments():
+    with pytest.raises(ValueError, match=r"is not a parameter file in .*; expected one of ") as err:
+        parameters.load_parameters("recipes/reduced_cpu", REPO)
+    assert "reduced_cpu" not in str(err.value).split("expected one of ")[1]
+    every_recipe_key = set()
+    for recipe in (REPO / "parameters" / "recipes").glob("*.yaml"):
+        every_recipe_key |= set(yaml.safe_load(recipe.read_text())) - {"extends"}
+    assert every_recipe_key <= set(BASE)

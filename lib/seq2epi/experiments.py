@@ -1,6 +1,7 @@
 """Experiments: execute the notebooks with papermill into a record, render them as HTML, index the record."""
 
 import base64
+import errno
 import hashlib
 import io
 import os
@@ -140,9 +141,10 @@ def portable(notebook: Path, folders: dict[Path, str]) -> None:
     its portable name, e.g. the data folder as $SEQ2EPI_DATA and the workbook as `.`: a record names no
     machine."""
     text = notebook.read_text(encoding="utf-8")
-    for folder, name in sorted(folders.items(), key=lambda item: -len(str(item[0]))):
-        path = re.escape(str(Path(folder).resolve()))
-        text = re.sub(path + r"(?=[/\\\"'])", lambda _, name=name: name, text)  # not a longer name
+    spellings = {str(spelt): name for folder, name in folders.items()
+                 for spelt in (Path(folder).absolute(), Path(folder).resolve())}  # a symlink and its target
+    for spelt, name in sorted(spellings.items(), key=lambda item: -len(item[0])):
+        text = re.sub(re.escape(spelt) + r"(?=[/\\\"'])", lambda _, name=name: name, text)  # not longer names
     with records.atomic_path(notebook) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -184,22 +186,75 @@ def tidy(notebook: Path) -> None:
         nbformat.write(nb, tmp)
 
 
-def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict | None = None,
-                   progress: bool = True) -> Path:
-    """Execute the experiment's notebooks into a new record and refresh executed/INDEX.md; with
-    `resume: true`, continue the experiment's newest unfinished record instead. A stage with nothing to
-    do is skipped; a failed or interrupted run is marked so in the index."""
-    params = parameters.load_parameters(experiment, root, overrides)
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; the stages are {', '.join(STAGES)}")
-    executed = root / "executed"
-    record = (params["resume"] and records.unfinished_record(executed, experiment)) or \
-        records.new_record_dir(executed, experiment)
+# What a resumed run may change: how long it trains and how and where it computes, never what it learns from.
+RESUMABLE = frozenset({"resume", "epochs", "device", "num_workers", "compile", "predict_batch_size", "note"})
+# Parameters naming another record's file: `<record or experiment id>[/<path in that record>]`.
+REFERENCES = ("init_checkpoint", "checkpoint")
+BEST_CHECKPOINT = "artifacts/checkpoints/best.pt"
+DISK_FAULTS = {errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
+               errno.EDQUOT: "the disk quota is used up"}
+
+
+def resolve_reference(key: str, value: str, executed: Path) -> str:
+    """A parameter naming another record's file as `<record or experiment id>[/<path>]` (an experiment id: its
+    newest record; no path: its best checkpoint) → the path from a record beside it; a path (`../…`, `/…`)
+    stays as given."""
+    if not value or value.startswith((".", "/")):
+        return value
+    name, _, inside = value.partition("/")
+    try:
+        record = records.find_record(executed, name)
+    except (FileNotFoundError, ValueError):
+        raise ValueError(f"parameter {key!r} = {value!r} names no record: expected a record folder or an "
+                         f"experiment id with a record in {executed}") from None
+    if not (record / (inside or BEST_CHECKPOINT)).is_file():
+        raise FileNotFoundError(f"parameter {key!r} = {value!r}: record {record.name} has no "
+                                f"{inside or BEST_CHECKPOINT} (artifacts stay on the machine that ran it)")
+    print(f"{key}: {value} is record {record.name}", file=sys.stderr)
+    return f"../{record.name}/{inside or BEST_CHECKPOINT}"
+
+
+def resolve_references(params: dict, executed: Path) -> dict:
+    """The parameters with their references to other records (REFERENCES) resolved, as a record keeps them."""
+    resolved = {key: resolve_reference(key, params[key], executed) for key in REFERENCES if key in params}
+    return {**params, **resolved}
+
+
+def check_resumable(record: Path, params: dict) -> None:
+    """Refuse to continue a record under other parameters than its own (RESUMABLE keys aside), or one holding
+    a symbolic link (resuming would write through it), before anything in it changes."""
+    links = [Path(folder, name) for folder, folders, files in os.walk(record) for name in folders + files
+             if os.path.islink(os.path.join(folder, name))]
+    if record.is_symlink() or links:
+        link = links[0].relative_to(record) if links else "itself"
+        raise ValueError(f"record {record.name} holds a symbolic link ({link}); resume continues only a "
+                         "record that holds its own files: run without resume for a new record")
+    stored, absent = records.read_parameters(record), "(absent)"
+    changed = sorted(k for k in (set(stored) | set(params)) - RESUMABLE
+                     if stored.get(k, absent) != params.get(k, absent))
+    if changed:
+        differences = "; ".join(f"{k}: {stored.get(k, absent)!r} there, {params.get(k, absent)!r} now"
+                                for k in changed)
+        raise ValueError(f"record {record.name} was run with other parameters ({differences}); resume "
+                         f"continues a record only under its own (only {', '.join(sorted(RESUMABLE))} may "
+                         "change): run without resume for a new record")
+
+
+def _open_record(params: dict, executed: Path) -> Path:
+    """The unfinished record that `resume: true` continues (checked first), else a new one."""
+    unfinished = params["resume"] and records.unfinished_record(executed, params["experiment"])
+    if unfinished:
+        check_resumable(unfinished, params)
+    record = unfinished or records.new_record_dir(executed, params["experiment"])
     for mark in records.MARKS:
         (record / mark).unlink(missing_ok=True)
     with records.atomic_path(record / "parameters.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(params, sort_keys=True))
+    return record
+
+
+def _run_stages(record: Path, params: dict, stages, root: Path, progress: bool) -> None:
+    """Execute the asked stages into the record; a failed or interrupted one marks the record so."""
     idle = parameters.idle_stages(params)
     try:
         for stage in (s for s in STAGES if s in stages and s not in parameters.optional_stages(params)):
@@ -215,8 +270,53 @@ def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict |
     except KeyboardInterrupt:
         (record / "INTERRUPTED").write_text("stopped from the terminal; continue it with -p resume=true\n")
         raise
-    finally:
+
+
+def _disk_fault(err: OSError, executed: Path, record: Path | None) -> ValueError:
+    """One sentence for a write the disk refused; the record, if there is one, is marked failed if it can."""
+    where = err.filename or record or executed
+    if record is None:
+        return ValueError(f"cannot create a record in {executed}: {DISK_FAULTS[err.errno]} ({where}); "
+                          "records need a writable executed/ with free space")
+    try:
+        (record / "FAILED").write_text(f"cannot write {where}: {DISK_FAULTS[err.errno]}\n")
+    except OSError:
+        pass  # a full or read-only disk may refuse the mark too: the index still shows the record unfinished
+    return ValueError(f"record {record.name} failed: cannot write {where}: {DISK_FAULTS[err.errno]}")
+
+
+def _refresh_index(executed: Path) -> None:
+    """executed/INDEX.md, or one warning line when the disk refuses it (`seq2epi list` rewrites it)."""
+    try:
         records.write_index(executed)
+    except OSError as err:
+        if err.errno not in DISK_FAULTS:
+            raise
+        print(f"warning: {executed / 'INDEX.md'} not refreshed: {DISK_FAULTS[err.errno]}", file=sys.stderr)
+
+
+def run_experiment(experiment: str, root: Path, stages=STAGES, overrides: dict | None = None,
+                   progress: bool = True) -> Path:
+    """Execute the experiment's notebooks into a new record and refresh executed/INDEX.md; with
+    `resume: true`, continue the experiment's newest unfinished record instead, only under its own
+    parameters. A stage with nothing to do is skipped; a failed or interrupted run is marked so in the
+    index, and so is a run the disk refused (read-only, full), in one sentence."""
+    params = parameters.load_parameters(experiment, root, overrides)
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; the stages are {', '.join(STAGES)}")
+    executed = root / "executed"
+    params = resolve_references(params, executed)
+    record = None
+    try:
+        record = _open_record(params, executed)
+        _run_stages(record, params, stages, root, progress)
+    except OSError as err:
+        if err.errno not in DISK_FAULTS:
+            raise
+        raise _disk_fault(err, executed, record) from None
+    finally:
+        _refresh_index(executed)
     return record
 
 

@@ -243,7 +243,8 @@ def drawn_windows(tokens: dict[str, np.ndarray], labels: GenomeLabels, blocks: p
     return centres, token_slices(tokens, drawn.chroms, drawn.starts, window), drawn.targets
 
 
-def save_genome(path: Path, tokens: dict[str, np.ndarray], labels: GenomeLabels, blocks: pd.DataFrame) -> None:
+def save_genome(path: Path, tokens: dict[str, np.ndarray], labels: GenomeLabels, blocks: pd.DataFrame
+                ) -> None:
     """The chromosomes' tokens, the labels and the blocks in one .npz (uncompressed: it loads in a second),
     for 02 to draw training windows from and 04 to score tracks against."""
     chroms = list(tokens)
@@ -259,7 +260,8 @@ def save_genome(path: Path, tokens: dict[str, np.ndarray], labels: GenomeLabels,
 def load_genome(path: Path) -> tuple[dict[str, np.ndarray], GenomeLabels, pd.DataFrame]:
     """(tokens, labels, blocks) as save_genome wrote them."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"genome file {path} does not exist (01_data_prep writes it in genomewide mode)")
+        raise FileNotFoundError(f"genome file {path} does not exist (01_data_prep writes it in genomewide "
+                                "mode)")
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         chroms = meta["chroms"]

@@ -2,6 +2,7 @@
 before anything runs; `data_dir` resolved where data are read, never stored as a machine path."""
 
 import ast
+import datetime
 import json
 import math
 import os
@@ -33,6 +34,15 @@ RANGES = {
     "mask_fraction": "(0, 1)", "mask_span": "[1, inf)", "repeat_weight": "[0, 1]",
     "pretrain_exclude_margin": "[0, inf)", "kmer_features": "[0, 8]", "freeze_encoder_epochs": "[0, inf)",
 }
+
+
+# Keys whose default is null still have a type; and the elements of a list whose default is empty.
+TYPES = {"data_dir": str, "attention_dropout": float, "train_seed": int}
+ELEMENT_TYPES = {"pretrain_fasta": str, "pretrain_csv": str, "marks": str, "samples": dict,
+                 "background_exclude": str, "val_chroms": str, "test_chroms": str, "val_varieties": str,
+                 "test_varieties": str, "predict_regions": str, "varieties": str, "export_varieties": str}
+RECIPES = "recipes"  # parameters/recipes/<name>.yaml: keys of base.yaml that experiments extend
+EXTENDS = "extends"
 
 
 def project_root() -> Path:
@@ -129,16 +139,33 @@ def _read_file(path: Path) -> dict:
     return content
 
 
+def _type_name(value) -> str:
+    return "date (quote it to make it text)" if isinstance(value, datetime.date) else type(value).__name__
+
+
+def _is_a(value, expected: type) -> bool:
+    """isinstance, where an int is a float and a bool is not an int."""
+    if isinstance(value, bool):
+        return expected is bool
+    return isinstance(value, expected) or (expected is float and isinstance(value, int))
+
+
 def _check_type(key: str, value, default, source: str) -> None:
-    if default is None or value is None:
+    """Refuse a value of another type than the default's (or TYPES'), or a list element of another type than
+    the default's elements (or ELEMENT_TYPES')."""
+    if value is None or (default is None and key not in TYPES):
         return
-    expected = float if isinstance(default, float) else type(default)
-    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise ValueError(f"{source}: parameter {key!r} = {value!r} is a {type(value).__name__}, "
-                         f"expected a {expected.__name__} like the default {default!r}")
+    expected = TYPES.get(key) or (float if isinstance(default, float) else type(default))
+    if not _is_a(value, expected):
+        like = f" like the default {default!r}" if default is not None else ""
+        shown = value.isoformat() if isinstance(value, datetime.date) else repr(value)
+        raise ValueError(f"{source}: parameter {key!r} = {shown} is a {_type_name(value)}, "
+                         f"expected a {expected.__name__}{like}")
+    element = ELEMENT_TYPES.get(key) or (type(default[0]) if isinstance(default, list) and default else None)
+    wrong = [item for item in value if not _is_a(item, element)] if element else []
+    if wrong:
+        raise ValueError(f"{source}: parameter {key!r} = {value!r} holds {wrong[0]!r}, a "
+                         f"{_type_name(wrong[0])}; expected a list of {element.__name__}")
 
 
 def check_range(key: str, value, source: str) -> None:
@@ -165,18 +192,47 @@ def check_experiment_name(experiment: str, root: Path) -> Path:
     return path
 
 
-def load_parameters(experiment: str, root: Path, overrides: dict | None = None) -> dict:
-    """base.yaml, then parameters/<experiment>.yaml, then overrides; unknown keys, wrong types and
-    impossible numbers raise. `data_dir` stays as given (None: resolved where the data are read)."""
-    base_path = root / "parameters" / "base.yaml"
-    base = _read_file(base_path)
+def recipe_chain(path: Path, root: Path) -> list[Path]:
+    """The recipes a parameter file extends, the most general first (a recipe may extend another)."""
+    chain, current = [], path
+    while True:
+        name = _read_file(current).get(EXTENDS)
+        if name is None:
+            return chain
+        recipe = root / "parameters" / f"{name}.yaml"
+        if not isinstance(name, str) or not name.startswith(f"{RECIPES}/") or not recipe.is_file():
+            known = sorted(f"{RECIPES}/{p.stem}" for p in (root / "parameters" / RECIPES).glob("*.yaml"))
+            raise ValueError(f"{current}: extends {name!r}, which is not a recipe; expected one of "
+                             f"{', '.join(known) or f'the files in parameters/{RECIPES}/'}")
+        if recipe in chain or recipe == path:
+            cycle = " -> ".join(p.stem for p in [path, *reversed(chain), recipe])
+            raise ValueError(f"{current}: extends {name!r}, which extends it back ({cycle}); recipes may not "
+                             "form a cycle")
+        chain.insert(0, recipe)
+        current = recipe
+
+
+def _declared(root: Path) -> dict:
     declared = {}
     for stage in STAGES:
         declared.update(declared_parameters(root / "notebooks" / f"{stage}.ipynb"))
+    return declared
+
+
+def load_parameters(experiment: str, root: Path, overrides: dict | None = None) -> dict:
+    """base.yaml, then the recipes parameters/<experiment>.yaml extends, then the file, then overrides;
+    unknown keys, wrong types and impossible numbers raise. `data_dir` stays as given (None: resolved where
+    the data are read)."""
+    base_path = root / "parameters" / "base.yaml"
+    base = _read_file(base_path)
+    declared = _declared(root)
     params, source_of = dict(base), dict.fromkeys(base, str(base_path))
     path = check_experiment_name(experiment, root)
-    for source, values in ((str(path), _read_file(path)), ("-p override", overrides or {})):
+    layers = [(str(p), _read_file(p)) for p in (*recipe_chain(path, root), path)]
+    for source, values in (*layers, ("-p override", overrides or {})):
         for key, value in values.items():
+            if key == EXTENDS and source != "-p override":
+                continue
             if key not in declared:
                 raise ValueError(f"{source}: unknown parameter {key!r}; the notebooks declare "
                                  f"{', '.join(sorted(declared))}")
