@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import calibrate, datasets, metrics, parameters, predict, records, tiling, train
 from .model import ModelConfig, NucleicTransformer
 from .progress import meter
-from .sequence import PAD, Genome, N, encode
+from .sequence import PAD, Genome, N, encode, open_text
 from .variants import Site, Variants, check_interval, is_symbolic, sample_windows, sites, unique_windows
 
 CHECKPOINT = Path("artifacts") / "checkpoints" / "best.pt"
@@ -182,20 +182,11 @@ class Entry(NamedTuple):
     label: int | None = None
 
 
-def _open(path: Path):
-    """A text handle on a plain or gzip/bgzip file (recognised by its magic bytes)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"file {path} does not exist.")
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", newline="") if gz else open(path, newline="")
-
-
 def read_fasta(path) -> Iterator[Entry]:
     """The records of a FASTA (plain, gzip or bgzip), one at a time; the id is the header's first word."""
     path = Path(path)
     name, parts, header_line = None, [], 0
-    with _open(path) as f:
+    with open_text(path, newline="") as f:
         for line_no, line in enumerate(f, 1):
             if line.startswith(">"):
                 if name is not None:
@@ -228,7 +219,7 @@ def _label(value: str, where: str) -> int:
 def read_csv(path) -> Iterator[Entry]:
     """The rows of the lab's CSV: a `sequence` column, optional `id` and `label` (or `labels`) columns."""
     path = Path(path)
-    with _open(path) as f:
+    with open_text(path, newline="") as f:
         reader = csv.reader(f)
         header = [h.strip().lstrip("\ufeff").lower() for h in next(reader, [])]
         if "sequence" not in header:
@@ -256,7 +247,7 @@ def read_bed(path, genome: Genome) -> Iterator[Entry]:
     from a `label` column named by a '#chrom' header line."""
     path = Path(path)
     columns = ["chrom", "start", "end", "name"]
-    with _open(path) as f:
+    with open_text(path, newline="") as f:
         for line_no, line in enumerate(f, 1):
             if line.startswith("#chrom"):
                 columns = line[1:].rstrip("\n").split("\t")
