@@ -42,7 +42,8 @@ def test_from_csv_warns_about_sequences_shared_by_train_and_test(tmp_path):
 def test_from_csv_warns_about_test_windows_overlapping_train(tmp_path):
     dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 1000))
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
-    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i % 2}\n" for i in range(0, 500, 100)))
+    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i // 100 % 2}\n"
+                                                   for i in range(0, 500, 100)))  # both labels
     test.write_text(f"sequence,label\n{dna[450:550]},1\n{dna[700:800]},0\n")
     with pytest.warns(UserWarning, match="1 of 2 sequences of .*test.csv share a 31-bp stretch"):
         data = prepare.from_csv(train, test, 0.2, seed=0)
@@ -412,7 +413,8 @@ def test_the_demos_vcf_varieties_give_the_windows_of_their_fasta(tmp_path):
 def test_the_table_marks_the_test_windows_that_overlap_train(tmp_path, marks_csvs):
     dna = "".join(np.random.default_rng(0).choice(list("ACGT"), 1000))
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
-    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i % 2}\n" for i in range(0, 500, 100)))
+    train.write_text("sequence,label\n" + "".join(f"{dna[i:i + 100]},{i // 100 % 2}\n"
+                                                   for i in range(0, 500, 100)))  # both labels
     rc = sequence.decode(sequence.reverse_complement(sequence.encode(dna[150:250])))
     test.write_text(f"sequence,label\n{dna[450:550]},1\n{dna[700:800]},0\n{rc},1\n")
     with pytest.warns(UserWarning, match="2 of 3 sequences"):
@@ -424,3 +426,18 @@ def test_the_table_marks_the_test_windows_that_overlap_train(tmp_path, marks_csv
     assert prepare.overlaps_train([dna[:100]], [dna[69:169], dna[500:600]]).tolist() == [True, False]
     assert prepare.overlaps_train([dna[:100]], [dna[70:170]]).tolist() == [False]  # 30 bp shared
     assert prepare.overlaps_train([dna[:100]], [dna[70:170], dna[69:169]]).tolist() == [True, True]  # via
+
+
+def test_a_one_class_training_csv_is_refused_naming_the_file(tmp_path):
+    rows = [f"{''.join('ACGT'[(i * 7 + j * j) % 4] for j in range(40))},1" for i in range(12)]
+    (tmp_path / "ones.csv").write_text("sequence,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"ones.csv: its 12 training sequence\(s\) of label are all labelled "
+                                         r"1; a classifier needs labels 0 and 1"):
+        prepare.from_csv(tmp_path / "ones.csv", DATA / "labeled.csv", 0.25, seed=0, val_split="random")
+
+
+def test_a_one_class_validation_split_is_warned_of():
+    balance = prepare.label_balance(np.array([0, 1, 0, 1, 1, 1]), np.array(["train"] * 4 + ["val"] * 2))
+    with pytest.warns(UserWarning, match=r"x.csv: the 2 validation sequence\(s\) of m all carry label 1, "
+                                         r"so no AUROC chooses the best epoch"):
+        prepare.check_two_classes(balance.assign(mark="m"), {"m": "x.csv"})

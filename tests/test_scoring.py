@@ -1,6 +1,8 @@
 import gzip
 import json
 import shutil
+import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -391,3 +393,63 @@ def test_the_notebook_stage_scores_sequences_and_variants_into_a_record(tmp_path
     assert "tiled_diff" in variants and (record / "variants.vcf.gz.tbi").exists()
     for figure in ("score_distributions", "variant_differences", "variant_logos"):
         assert (record / "figures" / f"{figure}.png").exists(), figure
+
+
+def test_tiled_diff_left_empty_says_why(record, tmp_path):
+    deleted = Genome(DATA / "tiny.fa").fetch("chr1", 16, 41)  # 25 bp, longer than the 20 bp window
+    rows = [f"chr1 17 . {deleted} {deleted[0]} . PASS . GT 1/1", "chr1 21 . A <DEL> . PASS . GT 1/1",
+            "chr1 21 . A G . PASS . GT 1/1"]
+    _, counts, table = load_scored(record, tmp_path, rows, tiled=True)
+    found = table.drop_duplicates(["pos", "alt"]).set_index("alt")
+    assert found.loc["<DEL>", ["tiled_reason", "reason"]].tolist() == ["symbolic", "symbolic"]
+    assert found.loc[deleted[0], "tiled_reason"] == "ref_longer_than_window"
+    assert np.isnan(found.loc[deleted[0], "tiled_diff"]) and pd.isna(found.loc[deleted[0], "reason"])
+    assert pd.isna(found.loc["G", "tiled_reason"]) and not np.isnan(found.loc["G", "tiled_diff"])
+    assert counts["scored"] == 2 and counts["symbolic"] == 1
+
+
+def test_out_vcf_must_be_named_bgzip_and_not_the_input(record, tmp_path):
+    vcf = write_vcf(tmp_path / "in.vcf.gz", [])
+    with pytest.raises(ValueError, match=r"plain.vcf: the annotated VCF is written bgzipped .* must end in "
+                                         r"\.vcf\.gz or \.vcf\.bgz"):
+        load_scored(record, tmp_path, ["chr1 21 . A G . PASS . GT 1/1"], out_vcf=tmp_path / "plain.vcf")
+    with pytest.raises(ValueError, match=r"in.vcf.gz is the input VCF"):
+        scoring.check_out_vcf(tmp_path / "sub" / ".." / "in.vcf.gz", vcf)
+    scoring.check_out_vcf(tmp_path / "out.vcf.bgz", vcf)
+    assert not (tmp_path / "plain.vcf").exists()
+
+
+def test_one_class_labels_say_why_there_are_no_metrics(record, tmp_path):
+    rows = ["id,sequence,label", "a,ACGTTTGGCCAAGGTTCCAAGG,1", "b,GGCCAAGGTTCCAAGGTTAC,1"]
+    (tmp_path / "one.csv").write_text("\n".join(rows) + "\n")
+    result = scoring.predict_file(scoring.load_scorer(record), tmp_path / "one.csv", tmp_path / "o.tsv",
+                                  progress=False)
+    assert "metrics" not in result
+    assert result["no_metrics"].endswith("one.csv: no metrics, as the labelled sequences scored all carry "
+                                         "label 1; metrics need both 0 and 1.")
+
+
+def test_predict_summary_counts_scored_and_unscored():
+    assert scoring.predict_summary({"sequences": 9, "unscored": 0}) == "9 sequences scored"
+    assert scoring.predict_summary({"sequences": 9, "unscored": 2}) == \
+        "7 of 9 sequences scored (2 had no window to score and are left empty)"
+
+
+def test_cli_names_a_bad_chrom_alias_and_prints_warnings_plainly(record, tmp_path, capsys):
+    from seq2epi.cli import main
+
+    args = ["score-variants", str(record), "--vcf", str(DATA / "tiny.vcf"), "--fasta", str(DATA / "tiny.fa"),
+            "--out", str(tmp_path / "v.tsv"), "--quiet"]
+    assert main(args + ["--chrom-alias", "1:chr1"]) == 2
+    assert "seq2epi: chromosome alias '1:chr1' is not VCF=FASTA; expected pairs like 1=chr01,2=chr02." in \
+        capsys.readouterr().err
+    (tmp_path / "n.fa").write_text(">ok\nACGTTTGGCCAAGGTTCCAAGG\n>gap\nNNNNNNNNNNNNNNNNNNNNNNNN\n")
+    with warnings.catch_warnings():  # shown as outside pytest, which records them instead
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+        assert main(["predict", str(record), str(tmp_path / "n.fa"), "--out", str(tmp_path / "s.tsv"),
+                     "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "UserWarning: " in err and ".py:" not in err
+    assert "1 of 2 sequences scored (1 had no window to score" in out

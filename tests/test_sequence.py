@@ -9,10 +9,12 @@ from seq2epi.sequence import (
     N_TOKENS,
     PAD,
     Genome,
+    compression,
     decode,
     encode,
     gc_content,
     iter_fasta,
+    open_text,
     pad_batch,
     reverse_complement,
 )
@@ -115,11 +117,34 @@ def test_duplicate_chromosome_names_name_the_file(tmp_path):
         Genome(path)
 
 
-def test_plain_gzip_is_refused(tmp_path):
+def test_plain_gzip_is_read_through_a_bgzip_copy_with_a_warning(tmp_path):
     path = tmp_path / "tiny.fa.gz"
     with gzip.open(path, "wb") as f:
         f.write((DATA / "tiny.fa").read_bytes())
-    with pytest.raises(ValueError, match="not bgzip"):
+    with pytest.warns(UserWarning, match=r"tiny.fa.gz is plain gzip.*bgzip copy"):
+        genome = Genome(path)
+    assert genome.fetch("chr1", 0, 50) == CHR1
+    assert compression(genome._fasta.filename) == "bgzip" and compression(path) == "gzip"
+
+
+def test_compression_by_first_bytes_not_name(tmp_path):
+    bgzf = pytest.importorskip("Bio.bgzf")
+    plain, gz, bgz = tmp_path / "a.gz", tmp_path / "b.fa", tmp_path / "c.fa"
+    plain.write_text(">a\nA\n")
+    gz.write_bytes(gzip.compress(b">a\nA\n"))
+    with bgzf.BgzfWriter(bgz, "wb") as f:
+        f.write(b">a\nA\n")
+    assert [compression(p) for p in (plain, gz, bgz)] == ["", "gzip", "bgzip"]
+    assert all(open_text(p).read() == ">a\nA\n" for p in (plain, gz, bgz))
+
+
+def test_empty_record_is_named_with_its_line(tmp_path):
+    path = tmp_path / "empty.fa"
+    path.write_text(">chr1\nACGT\n>chr2 nothing\n\n>chr3\nAC\n")
+    message = r"empty.fa record 'chr2' \(line 3\) has no sequence"
+    with pytest.raises(ValueError, match=message):
+        list(iter_fasta(path))
+    with pytest.raises(ValueError, match=message):
         Genome(path)
 
 

@@ -15,6 +15,7 @@ from seq2epi.variants import (
     distinct_window_blocks,
     index_vcf,
     match_chroms,
+    parse_chrom_alias,
     read_samples,
     unique_windows,
     variety_sequence,
@@ -195,6 +196,24 @@ def test_match_chroms_only_when_unambiguous():
 def test_vcf_without_gt_names_the_record(genome):
     with pytest.raises(ValueError, match=r"no_gt.vcf record chr1:2 has no GT field; expected a genotype"):
         Variants.load(DATA / "no_gt.vcf", genome)
+
+
+def test_vcf_without_chrom_line_is_named(genome, tmp_path):
+    vcf = tmp_path / "headless.vcf"
+    vcf.write_text("".join(line for line in (DATA / "tiny.vcf").open() if not line.startswith("#CHROM")))
+    with pytest.raises(ValueError, match=r"headless.vcf: line 6 comes before the '#CHROM' header line"):
+        Variants.load(vcf, genome)
+    vcf.write_text("##fileformat=VCFv4.2\n")
+    with pytest.raises(ValueError, match=r"headless.vcf: the '#CHROM' header line is missing"):
+        read_samples(vcf)
+
+
+def test_parse_chrom_alias_names_a_malformed_pair():
+    assert parse_chrom_alias(["1=chr01", " 2 = chr02"]) == {"1": "chr01", "2": "chr02"}
+    assert parse_chrom_alias(None) == {}
+    for bad in ("1:chr01", "=chr01", "1="):
+        with pytest.raises(ValueError, match=rf"alias '{bad}' is not VCF=FASTA; expected pairs like 1=chr01"):
+            parse_chrom_alias([bad])
 
 
 def test_window_blocks_join_into_the_windows(genome, variants):

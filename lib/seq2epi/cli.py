@@ -4,9 +4,10 @@ score-variants."""
 import argparse
 import signal
 import sys
+import warnings
 from pathlib import Path
 
-from seq2epi import experiments, parameters, records
+from seq2epi import experiments, parameters, progress, records
 
 
 def _run(args) -> None:
@@ -74,6 +75,13 @@ def _names(text: str | None) -> list[str] | None:
     return [name for name in text.split(",") if name]
 
 
+def _chrom_alias(text: str | None) -> dict[str, str]:
+    """--chrom-alias 1=chr01,2=chr02 (or a file with one pair per line) as {VCF name: FASTA name}."""
+    from seq2epi.variants import parse_chrom_alias
+
+    return parse_chrom_alias(_names(text))
+
+
 def _predict_region(args) -> None:
     # imported here so that `seq2epi run | compare | list` start without torch
     from functools import partial
@@ -93,7 +101,7 @@ def _predict_region(args) -> None:
     if len(marks) != n_targets:
         raise ValueError(f"--marks names {len(marks)} mark(s), but checkpoint {args.checkpoint} predicts "
                          f"{n_targets} target(s).")
-    alias = dict(pair.split("=", 1) for pair in _names(args.chrom_alias) or [])
+    alias = _chrom_alias(args.chrom_alias)
     genome = Genome(args.fasta)
     region = parse_region(args.region)
     predictor = partial(predict, model, batch_size=args.batch_size, device=args.device,
@@ -125,8 +133,10 @@ def _predict(args) -> None:
     result = scoring.predict_file(scorer, args.input, args.out, args.fasta, args.per_window, args.batch_size,
                                   device, progress=not args.quiet)
     calibrated = ", calibrated" if scorer.temperature is not None else ""
-    print(f"{result['sequences']} sequences scored with {scorer.record.name} ({', '.join(scorer.marks)}"
+    print(f"{scoring.predict_summary(result)} with {scorer.record.name} ({', '.join(scorer.marks)}"
           f"{calibrated}) -> {args.out}")
+    if "no_metrics" in result:
+        print(result["no_metrics"])
     for mark, m in result.get("metrics", {}).items():
         (a0, a1), (m0, m1) = m["ci95"]["auroc"], m["ci95"]["mcc"]
         print(f"{mark}: AUROC {m['auroc']:.3f} [{a0:.3f}, {a1:.3f}], MCC {m['mcc']:.3f} [{m0:.3f}, {m1:.3f}] "
@@ -139,7 +149,7 @@ def _score_variants(args) -> None:
 
     device = _device(args.device)
     scorer = scoring.load_scorer(args.record, device)
-    alias = dict(pair.split("=", 1) for pair in _names(args.chrom_alias) or [])
+    alias = _chrom_alias(args.chrom_alias)
     region = parse_region(args.region) if args.region else None
     counts = scoring.score_vcf(scorer, args.vcf, args.fasta, args.out, region, args.tiled, args.out_vcf,
                                alias, args.batch_size, device, progress=not args.quiet)
@@ -226,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     effect.add_argument("--tiled", action="store_true",
                         help="also the largest difference over the track's windows holding each variant")
     effect.add_argument("--out", required=True, help="the table, one row per variant x ALT x mark (.tsv)")
-    effect.add_argument("--out-vcf", help="also the VCF annotated per mark (.vcf.gz, bgzipped and indexed)")
+    effect.add_argument("--out-vcf", help="also the VCF annotated per mark (bgzipped and indexed, so named "
+                        ".vcf.gz or .vcf.bgz; not the input)")
     effect.add_argument("--chrom-alias", help="VCF=FASTA chromosome names, e.g. 1=chr01,2=chr02")
     effect.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (0: GPU-sized)")
     effect.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
@@ -235,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _stop)
+    formatted = warnings.formatwarning
+    warnings.formatwarning = progress.plain_warning  # `UserWarning: message`, not the library's file:line
     try:
         args.func(args)
     except experiments.ExperimentError as err:
@@ -254,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = formatted
     return 0
 
 

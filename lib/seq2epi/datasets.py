@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from seq2epi.records import atomic_path
-from seq2epi.sequence import PAD, decode, encode, reverse_complement
+from seq2epi.sequence import PAD, compression, decode, encode, reverse_complement
 
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
 
@@ -28,8 +28,7 @@ def normalise(seq: str) -> str:
 
 def _csv_rows(path: Path):
     """(line, cells) of a CSV file, gzip-compressed or not; a byte-order mark is not part of the header."""
-    with open(path, "rb") as f:
-        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+    opener = gzip.open if compression(path) else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import warnings
 from pathlib import Path
 from urllib.parse import unquote
@@ -11,13 +10,9 @@ import bioframe
 import numpy as np
 import pandas as pd
 
+from seq2epi.sequence import open_text
+
 _HEADER_PREFIXES = ("#", "track", "browser")
-
-
-def _open_text(path: Path):
-    if not path.is_file():
-        raise FileNotFoundError(f"file {path} does not exist")
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
 
 
 def _chrom_list(chrom_sizes) -> str:
@@ -40,7 +35,7 @@ def read_peaks(path, chrom_sizes: dict[str, int], mark: str | None = None) -> pd
     """
     path = Path(path)
     rows, label_at, mark_at = [], None, None
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if line.startswith("#chrom"):
                 names = line[1:].rstrip("\r\n").split("\t")
@@ -285,7 +280,7 @@ def read_gff_genes(path) -> pd.DataFrame:
     """Gene features of a GFF3 (optionally .gz) as chrom,start,end,strand,name (0-based half-open)."""
     path = Path(path)
     rows = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if line.startswith("##FASTA"):
                 break
@@ -332,7 +327,7 @@ def read_labelled_windows(path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"file {path} does not exist")
-    with _open_text(path) as f:
+    with open_text(path) as f:
         first = f.readline()
     if first.startswith("#chrom") or first.startswith("chrom"):
         table = pd.read_csv(path, sep="\t").rename(columns={"#chrom": "chrom"})

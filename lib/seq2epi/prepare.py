@@ -53,6 +53,24 @@ def label_balance(labels: np.ndarray, split: np.ndarray, marks: list[str] | None
     return pd.DataFrame(rows, columns=["mark", "split", "n", "positives", "fraction"])
 
 
+def check_two_classes(balance: pd.DataFrame, sources: dict[str, str]) -> None:
+    """Refuse a mark whose training sequences (train + validation, label_balance rows) carry one label only,
+    naming its file (`sources`: mark -> file); warn when its validation split alone does (no AUROC to choose
+    the best epoch and the threshold on)."""
+    fitted = balance[balance["split"].isin(["train", "val"])]
+    for mark, rows in fitted.groupby("mark", sort=False):
+        n, positives = int(rows["n"].sum()), int(rows["positives"].sum())
+        if n and positives in (0, n):
+            raise ValueError(f"{sources[mark]}: its {n} training sequence(s) of {mark} are all labelled "
+                             f"{int(positives > 0)}; a classifier needs labels 0 and 1 (check the label "
+                             "column).")
+        val = rows[rows["split"] == "val"].iloc[0]
+        if val["n"] and val["positives"] in (0, val["n"]):
+            warnings.warn(f"{sources[mark]}: the {val['n']} validation sequence(s) of {mark} all carry label "
+                          f"{int(val['positives'] > 0)}, so no AUROC chooses the best epoch and threshold; "
+                          "raise val_fraction.", stacklevel=3)
+
+
 def _warn_imbalance(balance: pd.DataFrame, where: str) -> None:
     """Warn when a mark's test positive fraction differs from its train + val fraction by over 5 points."""
     part = np.where(balance["split"] == "test", "test", "train")
@@ -187,6 +205,7 @@ def from_csv(train_csv: Path, test_csv: Path, val_fraction: float, seed: int, ma
                           "length": lengths, "label": labels.astype(int), "split": split,
                           "overlaps_train": np.concatenate([np.zeros(len(train_seqs), bool), test_overlaps])})
     balance = label_balance(labels, split, ["label"])
+    check_two_classes(balance, {"label": str(train_csv)})
     files = np.r_[0:len(train), len(train_seqs):len(split)]  # the background moves train's rate on purpose
     _warn_imbalance(label_balance(labels[files], split[files], ["label"]), str(test_csv))
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "split": split, "table": table,
@@ -238,6 +257,7 @@ def from_csv_multi(train_csvs: dict[str, Path], test_csvs: dict[str, Path], val_
     split = np.concatenate([np.where(is_val, "val", "train"), np.full(len(parts["test"]), "test")])
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     balance = label_balance(labels, split, marks)
+    check_two_classes(balance, {mark: str(train_csvs[mark]) for mark in marks})
     _warn_imbalance(balance, "the test CSV files")
     test_overlaps = overlaps_train(list(parts["train"]), list(parts["test"]))
     flags = np.concatenate([np.zeros(len(parts["train"]), bool), test_overlaps])

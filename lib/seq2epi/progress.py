@@ -83,8 +83,14 @@ def log(line: str) -> None:
         stream.write(line + "\n")
 
 
+def plain_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line, `UserWarning: message`, without its file path and source line (a
+    warnings.formatwarning, as the CLI uses on stderr)."""
+    return f"{category.__name__}: {message}\n"
+
+
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"{category.__name__}: {message}", flush=True)
+    print(plain_warning(message, category, filename, lineno), end="", flush=True)
 
 
 def plain_warnings() -> None:

@@ -31,8 +31,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import calibrate, datasets, metrics, parameters, predict, records, tiling, train
 from .model import ModelConfig, NucleicTransformer
 from .progress import meter
-from .sequence import PAD, Genome, N, encode
-from .variants import Site, Variants, check_interval, is_symbolic, sample_windows, sites, unique_windows
+from .sequence import PAD, Genome, N, encode, open_text
+from .variants import (
+    Site,
+    Variants,
+    check_interval,
+    is_symbolic,
+    open_vcf,
+    sample_windows,
+    sites,
+    unique_windows,
+)
 
 CHECKPOINT = Path("artifacts") / "checkpoints" / "best.pt"
 CALIBRATION = calibrate.FILENAME  # beside best.pt
@@ -182,20 +191,11 @@ class Entry(NamedTuple):
     label: int | None = None
 
 
-def _open(path: Path):
-    """A text handle on a plain or gzip/bgzip file (recognised by its magic bytes)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"file {path} does not exist.")
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", newline="") if gz else open(path, newline="")
-
-
 def read_fasta(path) -> Iterator[Entry]:
     """The records of a FASTA (plain, gzip or bgzip), one at a time; the id is the header's first word."""
     path = Path(path)
     name, parts, header_line = None, [], 0
-    with _open(path) as f:
+    with open_text(path, newline="") as f:
         for line_no, line in enumerate(f, 1):
             if line.startswith(">"):
                 if name is not None:
@@ -228,7 +228,7 @@ def _label(value: str, where: str) -> int:
 def read_csv(path) -> Iterator[Entry]:
     """The rows of the lab's CSV: a `sequence` column, optional `id` and `label` (or `labels`) columns."""
     path = Path(path)
-    with _open(path) as f:
+    with open_text(path, newline="") as f:
         reader = csv.reader(f)
         header = [h.strip().lstrip("\ufeff").lower() for h in next(reader, [])]
         if "sequence" not in header:
@@ -256,7 +256,7 @@ def read_bed(path, genome: Genome) -> Iterator[Entry]:
     from a `label` column named by a '#chrom' header line."""
     path = Path(path)
     columns = ["chrom", "start", "end", "name"]
-    with _open(path) as f:
+    with open_text(path, newline="") as f:
         for line_no, line in enumerate(f, 1):
             if line.startswith("#chrom"):
                 columns = line[1:].rstrip("\n").split("\t")
@@ -460,7 +460,8 @@ def predict_file(scorer: Scorer, source, out, fasta=None, per_window=None, batch
                  device: str = "cpu", max_n_fraction: float = 0.5, chunk: int = 2048,
                  progress: bool = True) -> dict:
     """Score every sequence of `source` (read_sequences) into the TSV `out` (and each window into
-    `per_window`). Returns the counts, and for labelled input the metrics per mark (labelled_metrics)."""
+    `per_window`). Returns the counts, and for labelled input the metrics per mark (labelled_metrics), or
+    under no_metrics why there are none (one class)."""
     predictor = scorer.predictor(batch_size, device)
     entries = read_sequences(source, fasta)
     bar = meter(None, "sequences", enabled=progress, unit="seq")
@@ -487,10 +488,24 @@ def predict_file(scorer: Scorer, source, out, fasta=None, per_window=None, batch
         warnings.warn(f"{source}: {n_unscored} sequence(s) have no window to score (more than "
                       f"{max_n_fraction:.0%} N, or shorter than the model's {scorer.min_length} bp k-mer): "
                       f"{_few(unscored)}; their probabilities and calls are left empty.", stacklevel=2)
-    labels = np.concatenate(labels) if labels else np.zeros(0)
-    if len(np.unique(labels)) == 2:
-        result["metrics"] = labelled_metrics(labels, np.concatenate(probs), scorer.thresholds, scorer.marks)
+    if labels:
+        labels, probs = np.concatenate(labels), np.concatenate(probs)
+        classes = np.unique(labels[~np.isnan(probs[:, 0])])
+        if len(classes) == 2:
+            result["metrics"] = labelled_metrics(labels, probs, scorer.thresholds, scorer.marks)
+        else:
+            result["no_metrics"] = (f"{source}: no metrics, as the labelled sequences scored all carry label "
+                                    f"{', '.join(map(str, classes)) or '(none scored)'}; metrics need both "
+                                    "0 and 1.")
     return result
+
+
+def predict_summary(result: dict) -> str:
+    """How many sequences predict_file scored, and how many it could not."""
+    n, unscored = result["sequences"], result["unscored"]
+    if not unscored:
+        return f"{n} sequences scored"
+    return f"{n - unscored} of {n} sequences scored ({unscored} had no window to score and are left empty)"
 
 
 # ---- scoring variants ----
@@ -541,7 +556,8 @@ def allele_windows(genome: Genome, chrom: str, start: int, end: int, ref: str, a
 
 class VariantScore(NamedTuple):
     """One ALT of a site: probabilities [marks] of the reference and alternative windows centred on it, the
-    signed difference of the track window where |difference| is largest (tiled), or why it was skipped."""
+    signed difference of the track window where |difference| is largest (tiled), or why it was skipped (and
+    why it has no tiled difference)."""
 
     alt: str
     type: str
@@ -550,6 +566,7 @@ class VariantScore(NamedTuple):
     tiled: np.ndarray
     reason: str = ""
     repeat: bool = False  # a variant already scored (an earlier record holds it too)
+    tiled_reason: str = ""
 
 
 def _skip(genome: Genome, site: Site, alt: str, window: int, max_n_fraction: float) -> str:
@@ -595,21 +612,24 @@ def _score_batch(predictor, genome, batch, done, nan, window, stride, tiled, min
                 continue
             reason = _skip(genome, site, alt, window, max_n_fraction)
             if reason:
-                done[key] = (variant_type(site.ref, alt), nan, nan, nan, reason, False)
+                done[key] = (variant_type(site.ref, alt), nan, nan, nan, reason, False, reason)
             else:
                 todo[key] = site.end
     carriers = _carriers([(c, s, e, r, a) for (c, s, r, a), e in todo.items()])  # one batch, one table
     work: dict[tuple, list[np.ndarray]] = {}
+    no_track: dict[tuple, str] = {}
     for i, ((chrom, start, ref, alt), end) in enumerate(todo.items()):
         first = centred_start(start, end, window)
         parts = [_allele_windows(genome, carriers, str(i), chrom, first, 1, window, window)]
         if (parts[0][1] != PAD).sum() < min_length:
-            done[(chrom, start, ref, alt)] = (variant_type(ref, alt), nan, nan, nan, "alt_too_short", False)
+            done[(chrom, start, ref, alt)] = (variant_type(ref, alt), nan, nan, nan, "alt_too_short", False,
+                                              "alt_too_short")
             continue
         first, n = track_windows(start, end, window, stride, genome.chrom_sizes[chrom])
         if tiled and n:
             parts.append(_allele_windows(genome, carriers, str(i), chrom, first, n, window, stride))
         work[(chrom, start, ref, alt)] = parts
+        no_track[(chrom, start, ref, alt)] = "" if n or not tiled else _no_track_window(start, end, window)
     if work:
         stack = np.concatenate([p.reshape(-1, window) for parts in work.values() for p in parts])
         uniq, inverse = unique_windows(stack)
@@ -624,17 +644,23 @@ def _score_batch(predictor, genome, batch, done, nan, window, stride, tiled, min
                 diff = probs[at + n : at + 2 * n] - probs[at : at + n]
                 shift = diff[np.abs(diff).argmax(axis=0), np.arange(diff.shape[1])]
                 at += 2 * n
-            done[(chrom, start, ref, alt)] = (variant_type(ref, alt), centre[0], centre[1], shift, "", False)
+            done[(chrom, start, ref, alt)] = (variant_type(ref, alt), centre[0], centre[1], shift, "", False,
+                                              no_track[(chrom, start, ref, alt)])
     out = []
     for site in batch:
         scores = []
         for alt in site.alts:
             key = (site.chrom, site.start, site.ref, alt)
-            kind, ref, alt_prob, shift, reason, seen = done[key]
-            scores.append(VariantScore(alt, kind, ref, alt_prob, shift, reason, seen))
-            done[key] = (kind, ref, alt_prob, shift, reason, True)
+            kind, ref, alt_prob, shift, reason, seen, tiled_reason = done[key]
+            scores.append(VariantScore(alt, kind, ref, alt_prob, shift, reason, seen, tiled_reason))
+            done[key] = (kind, ref, alt_prob, shift, reason, True, tiled_reason)
         out.append((site, scores))
     return out
+
+
+def _no_track_window(start: int, end: int, window: int) -> str:
+    """Why no window of the genome track holds the whole REF span [start, end)."""
+    return "ref_longer_than_window" if end - start > window else "no_track_window_holds_ref"
 
 
 def logit(p) -> np.ndarray:
@@ -645,7 +671,8 @@ def logit(p) -> np.ndarray:
 def variant_rows(scored: list[tuple[Site, list[VariantScore]]], marks: list[str], tiled: bool = False
                  ) -> pd.DataFrame:
     """One row per distinct variant x ALT x mark (repeats left out): chrom, pos (1-based), id, ref, alt, type,
-    mark, ref_prob, alt_prob, diff, log_odds_diff, [tiled_diff], reason."""
+    mark, ref_prob, alt_prob, diff, log_odds_diff, [tiled_diff, tiled_reason (why tiled_diff is empty)],
+    reason (why the ALT was not scored)."""
     rows = []
     for site, scores in scored:
         for s in scores:
@@ -657,10 +684,10 @@ def variant_rows(scored: list[tuple[Site, list[VariantScore]]], marks: list[str]
                            diff=s.alt_prob[t] - s.ref[t],
                            log_odds_diff=float(logit(s.alt_prob[t]) - logit(s.ref[t])))
                 if tiled:
-                    row["tiled_diff"] = s.tiled[t]
+                    row["tiled_diff"], row["tiled_reason"] = s.tiled[t], s.tiled_reason
                 rows.append(row | {"reason": s.reason})
     columns = ["chrom", "pos", "id", "ref", "alt", "type", "mark", "ref_prob", "alt_prob", "diff",
-               "log_odds_diff"] + ["tiled_diff"] * tiled + ["reason"]
+               "log_odds_diff"] + ["tiled_diff", "tiled_reason"] * tiled + ["reason"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -701,17 +728,29 @@ def _annotate(record: cyvcf2.Variant, scores: list[VariantScore], marks: list[st
         record.INFO["S2E_SKIPPED"] = ",".join(s.reason or "." for s in scores)
 
 
+def check_out_vcf(out_vcf, vcf_path) -> None:
+    """Refuse an annotated-VCF path that is not named as the bgzip it will be, or that is the input."""
+    out = Path(out_vcf)
+    if not out.name.endswith((".vcf.gz", ".vcf.bgz")):
+        raise ValueError(f"out VCF {out}: the annotated VCF is written bgzipped and tabix-indexed, so its "
+                         "name must end in .vcf.gz or .vcf.bgz.")
+    source = Path(vcf_path)
+    if out.resolve() == source.resolve() or out.exists() and source.exists() and out.samefile(source):
+        raise ValueError(f"out VCF {out} is the input VCF {vcf_path}; write the annotated VCF to another "
+                         "file.")
+
+
 def score_vcf(scorer: Scorer, vcf_path, fasta, out, region: tuple[str, int, int] | None = None,
               tiled: bool = False, out_vcf=None, chrom_alias: dict[str, str] | None = None,
               batch_size: int | str = 256, device: str = "cpu", max_n_fraction: float = 0.5, chunk: int = 256,
               progress: bool = True) -> dict:
     """Score every variant of a VCF (over `region`) into the TSV `out` (variant_rows) and, with `out_vcf`,
     the VCF annotated with INFO fields per mark, bgzipped and tabix-indexed. Returns the counts."""
+    if out_vcf is not None:
+        check_out_vcf(out_vcf, vcf_path)
     genome = Genome(fasta)
     predictor = scorer.predictor(batch_size, device)
-    vcf = cyvcf2.VCF(str(vcf_path)) if Path(vcf_path).is_file() else None
-    if vcf is None:
-        raise FileNotFoundError(f"VCF file {vcf_path} does not exist.")
+    vcf = open_vcf(vcf_path, lazy=False)
     with contextlib.ExitStack() as stack:
         writer = None
         if out_vcf is not None:

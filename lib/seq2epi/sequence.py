@@ -5,12 +5,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyfaidx
+from pysam import BGZFile
+
+from seq2epi.records import atomic_path
 
 ALPHABET = "ACGTN"
 N = 4
@@ -89,35 +94,68 @@ def gc_content(tokens, lengths=None) -> np.ndarray:
     return out[0] if tokens.ndim == 1 else out
 
 
-def _check_not_plain_gzip(path: Path) -> None:
-    """Raise when `path` is gzip but not bgzip (BGZF has an extra field 'BC' in every block header)."""
+def compression(path) -> str:
+    """How a file is compressed, by its first bytes (not its name): "bgzip" (BGZF: the extra field 'BC' in its
+    block header), "gzip" (plain, no random access) or "" (none). The one place gzip is recognised."""
     with open(path, "rb") as f:
         head = f.read(18)
-    if head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
-        raise ValueError(f"{path} is gzip-compressed but not bgzip; recompress it with `bgzip` (htslib).")
+    if head[:2] != b"\x1f\x8b":
+        return ""
+    return "bgzip" if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
+
+
+def open_text(path, newline: str | None = None, encoding: str | None = None):
+    """A text handle on a plain, gzip or bgzip file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file {path} does not exist.")
+    opener = gzip.open if compression(path) else open
+    return opener(path, "rt", newline=newline, encoding=encoding)
+
+
+def _cache_dir(path: Path) -> Path:
+    """A temp folder of files derived from `path`, one per path, size and modification time."""
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / "seq2epi-fai" / key
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def bgzip_copy(path: Path) -> Path:
+    """A bgzip copy of the plain-gzip file `path`, made once into a temp cache (random access needs BGZF)."""
+    copy = _cache_dir(path) / path.name
+    if not copy.exists():
+        with atomic_path(copy) as tmp, gzip.open(path, "rb") as source, BGZFile(str(tmp), "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    return copy
 
 
 def _index_names(path: Path) -> dict[str, str]:
     """pyfaidx index locations: next to the FASTA, or in a temp cache when that folder is read-only."""
     if Path(f"{path}.fai").exists() or os.access(path.parent, os.W_OK):
         return {}
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    cache = Path(tempfile.gettempdir()) / "seq2epi-fai" / key
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = _cache_dir(path)
     return {"indexname": str(cache / f"{path.name}.fai"), "gzi_indexname": str(cache / f"{path.name}.gzi")}
 
 
 class Genome:
-    """Read-only FASTA (plain or bgzipped) via pyfaidx; the .fai index is built when absent."""
+    """Read-only FASTA (plain, bgzip, or plain gzip read through a bgzip copy) via pyfaidx; the .fai index is
+    built when absent. A record without sequence is refused, naming it."""
 
     def __init__(self, path):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"FASTA file {self.path} does not exist")
-        _check_not_plain_gzip(self.path)
+        source = self.path
+        if compression(self.path) == "gzip":
+            source = bgzip_copy(self.path)
+            warnings.warn(f"FASTA {self.path} is plain gzip, which has no random access, so it is read "
+                          f"through a bgzip copy, {source}; to skip the copy, recompress it once with "
+                          "`gzip -dc in.fa.gz | bgzip > out.fa.gz`.", stacklevel=2)
         try:
             self._fasta = pyfaidx.Fasta(
-                str(self.path), as_raw=True, sequence_always_upper=True, **_index_names(self.path)
+                str(source), as_raw=True, sequence_always_upper=True, **_index_names(self.path)
             )
         except ValueError as err:
             if not str(err).startswith("Duplicate key"):
@@ -126,6 +164,9 @@ class Genome:
             raise ValueError(f"FASTA file {self.path} has more than one sequence named {name!r} (the first "
                              f"word of a '>' line); expected unique chromosome names.") from None
         self.chrom_sizes: dict[str, int] = {name: len(rec) for name, rec in self._fasta.items()}
+        empty = next((name for name, size in self.chrom_sizes.items() if not size), None)
+        if empty is not None:
+            raise ValueError(_empty_record(self.path, empty, _header_line(self.path, empty)))
 
     def __repr__(self) -> str:
         return f"Genome({str(self.path)!r}, {len(self.chrom_sizes)} chromosomes)"
@@ -151,21 +192,30 @@ class Genome:
         return encode(self.fetch(chrom, start, end))
 
 
+def _empty_record(path: Path, name: str, line: int) -> str:
+    return f"FASTA {path} record {name!r} (line {line}) has no sequence; expected bases after its '>' line."
+
+
+def _header_line(path: Path, name: str) -> int:
+    """The line of the '>' header of record `name`."""
+    with open_text(path) as f:
+        return next(number for number, line in enumerate(f, 1) if line[1:].split(maxsplit=1)[:1] == [name]
+                    and line.startswith(">"))
+
+
 def iter_fasta(path) -> Iterator[tuple[str, str]]:
     """(name, sequence) of each record of a FASTA file (plain, gzip or bgzip), case kept: lower case is a
-    soft-masked repeat. One record is held in memory at a time."""
+    soft-masked repeat. One record is held in memory at a time; a record without sequence is refused."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FASTA file {path} does not exist")
-    with open(path, "rb") as f:
-        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
-    name, lines = None, []
-    with opener(path, "rt") as f:
+    name, lines, header = None, [], 0
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             if line.startswith(">"):
                 if name is not None:
-                    yield name, "".join(lines)
-                name, lines = line[1:].split(maxsplit=1)[0] if line[1:].strip() else "", []
+                    yield _fasta_record(path, name, lines, header)
+                name, lines, header = line[1:].split(maxsplit=1)[0] if line[1:].strip() else "", [], number
                 if not name:
                     raise ValueError(f"{path} line {number}: a '>' header without a name.")
             elif name is None and line.strip():
@@ -173,4 +223,11 @@ def iter_fasta(path) -> Iterator[tuple[str, str]]:
             else:
                 lines.append(line.strip())
     if name is not None:
-        yield name, "".join(lines)
+        yield _fasta_record(path, name, lines, header)
+
+
+def _fasta_record(path: Path, name: str, lines: list[str], header: int) -> tuple[str, str]:
+    sequence = "".join(lines)
+    if not sequence:
+        raise ValueError(_empty_record(path, name, header))
+    return name, sequence

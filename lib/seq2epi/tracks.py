@@ -13,6 +13,28 @@ import pyBigWig
 from . import tiling
 
 
+def safe_name(name: str) -> str:
+    """`name` as a plain file name inside one folder: anything but letters, digits, '.', '-' and '_' becomes
+    '_', as do leading dots (no '..', no hidden file); an empty name is '_'."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in str(name))
+    bare = safe.lstrip(".")
+    return "_" * (len(safe) - len(bare)) + bare or "_"
+
+
+def safe_names(names: list[str]) -> dict[str, str]:
+    """{name: safe_name}, names that collide (a/b, a_b) made unique by _2, _3, ... (case-insensitively, for
+    file systems that ignore case)."""
+    used, out = set(), {}
+    for name in names:
+        base = candidate = safe_name(name)
+        k = 2
+        while candidate.lower() in used:
+            candidate, k = f"{base}_{k}", k + 1
+        used.add(candidate.lower())
+        out[name] = candidate
+    return out
+
+
 def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
@@ -266,6 +288,13 @@ class MatrixStore:
     def export_bedgraph(self, sample: str, path: str | os.PathLike, mark: str | None = None) -> Path:
         """A sample's track as bedGraph, for small cases (NaN bins left out)."""
         return write_bedgraph(self.track(sample, mark), path)
+
+    def export_bigwigs(self, samples: list[str], folder: str | os.PathLike, mark: str | None = None
+                       ) -> dict[str, Path]:
+        """Each sample's track as a bigWig inside `folder`, named by safe_names (a VCF sample name such as
+        `../x` cannot write elsewhere); {sample: its file}."""
+        names = safe_names(samples)
+        return {s: self.export_bigwig(s, Path(folder) / f"{names[s]}.bw", mark) for s in samples}
 
 
 # ---- region parts (one job's output) and their merge ----

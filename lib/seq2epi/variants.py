@@ -38,7 +38,7 @@ import pandas as pd
 import pysam
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .sequence import PAD, Genome, N, encode
+from .sequence import PAD, Genome, N, compression, encode, open_text
 from .tiling import window_starts
 
 MASK = -1  # genotype code: mask the REF span with N
@@ -80,15 +80,47 @@ def index_vcf(vcf_path) -> Path | None:
                          f"sorted VCF or BCF.") from err
 
 
-def _vcf(path: Path, samples: list[str] | None = None) -> cyvcf2.VCF:
+def open_vcf(path, samples: list[str] | None = None, lazy: bool = True) -> cyvcf2.VCF:
+    """cyvcf2's reader of a VCF/BCF; a header it cannot read is named, with what it lacks."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VCF file {path} does not exist.")
-    return cyvcf2.VCF(str(path), samples=samples, lazy=True)
+    try:
+        return cyvcf2.VCF(str(path), samples=samples, lazy=lazy)
+    except Exception:  # cyvcf2 raises a bare Exception on a header htslib cannot parse
+        raise ValueError(f"VCF {path}: {_header_problem(path)}") from None
+
+
+def _header_problem(path: Path) -> str:
+    """What is wrong with a VCF header htslib refused: the missing #CHROM line, or in general terms."""
+    if compression(path) != "bgzip" and path.suffix != ".bcf":
+        with open_text(path, encoding="utf-8", newline="") as f:
+            for number, line in enumerate(f, 1):
+                if line.startswith("#CHROM"):
+                    break
+                if not line.startswith("#"):
+                    return (f"line {number} comes before the '#CHROM' header line; expected '##' meta lines, "
+                            "then '#CHROM POS ID REF ALT QUAL FILTER INFO' (and samples), then the records.")
+            else:
+                return "the '#CHROM' header line is missing; expected one after the '##' meta lines."
+    return "its header cannot be read; expected '##fileformat=VCF...' meta lines and a '#CHROM' line."
+
+
+def parse_chrom_alias(pairs: list[str] | None) -> dict[str, str]:
+    """{VCF name: FASTA name} from pairs like 1=chr01."""
+    alias = {}
+    for pair in pairs or []:
+        vcf_name, sep, fasta_name = pair.partition("=")
+        if not (sep and vcf_name.strip() and fasta_name.strip()):
+            raise ValueError(f"chromosome alias {pair!r} is not VCF=FASTA; expected pairs like "
+                             "1=chr01,2=chr02.")
+        alias[vcf_name.strip()] = fasta_name.strip()
+    return alias
 
 
 def read_samples(vcf_path) -> list[str]:
     """Sample names of a VCF, in file order."""
-    return list(_vcf(Path(vcf_path)).samples)
+    return list(open_vcf(vcf_path).samples)
 
 
 def _names(names) -> str:
@@ -249,7 +281,7 @@ def sites(vcf_path, genome: Genome, region: tuple[str, int, int] | None = None,
     read (e.g. one a Writer's header extends), by default vcf_path opened anew.
     """
     path = Path(vcf_path)
-    vcf = _vcf(path) if vcf is None else vcf
+    vcf = open_vcf(path) if vcf is None else vcf
     alias = {str(k): str(v) for k, v in (chrom_alias or {}).items()}  # YAML may read 1 as a number
     alias = _matched(path, genome, _header_contigs(vcf), alias)
     contigs = [alias.get(c, c) for c in _header_contigs(vcf)]
@@ -310,14 +342,14 @@ class Variants:
         for name, value in (("het", het), ("missing", missing)):
             if value not in _POLICIES[name]:
                 raise ValueError(f"{name} policy must be one of {_POLICIES[name]}, got {value!r}.")
-        vcf = _vcf(path)
+        vcf = open_vcf(path)
         order = None
         if samples is not None:
             have = set(vcf.samples)
             absent = [s for s in samples if s not in have]
             if absent:
                 raise ValueError(f"VCF {path} has no sample(s) {absent}; it has {_names(vcf.samples)}.")
-            vcf = _vcf(path, samples)
+            vcf = open_vcf(path, samples)
             column = {s: j for j, s in enumerate(vcf.samples)}
             order = [column[s] for s in samples]
         counts = dict(records=0, het=0, missing=0, multiallelic=0, symbolic=0, skipped=0)
@@ -350,7 +382,7 @@ class Variants:
         if counts["skipped"]:
             warnings.warn(f"VCF {path}: skipped {counts['skipped']} variant call(s) overlapping an earlier "
                           f"variant of the same sample.", stacklevel=2)
-        if not counts["records"] and next(iter(_vcf(path)), None) is None:
+        if not counts["records"] and next(iter(open_vcf(path)), None) is None:
             warnings.warn(f"VCF {path} has no records: every variety equals the reference.", stacklevel=2)
         table = pd.DataFrame([r for r, c in zip(rows, carried, strict=True) if c],
                              columns=["chrom", "start", "end", "ref", "alts"])
