@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seq2epi.intervals import _chrom_list, _int, _open_text, held_out_region
+from seq2epi.intervals import _chrom_list, _int, held_out_region
+from seq2epi.sequence import open_text
 
 _HEADER_PREFIXES = ("#", "track", "browser")
 
@@ -55,7 +56,7 @@ def _read_bed(path, chrom_sizes: dict[str, int], need_name: bool) -> _Bed:
     path = Path(path)
     need = 4 if need_name else 3
     rows = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip() or line.startswith(_HEADER_PREFIXES):
                 continue
