@@ -303,6 +303,18 @@ def test_world_binds_nccl_to_the_local_gpu(monkeypatch):
     assert calls == [(("nccl",), {"device_id": torch.device("cuda", 1)}), (("gloo",), {})]
 
 
+def test_wall_times_are_the_slowest_ranks_so_every_rank_has_one_history(monkeypatch):
+    other_rank = torch.tensor([5.0, 1.0], dtype=torch.float64)
+
+    def all_reduce(tensor, op):
+        assert op == dist.ReduceOp.MAX
+        torch.maximum(tensor, other_rank, out=tensor)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    assert train._slowest_rank([2.0, 3.0], torch.device("cpu"), world=2) == [5.0, 3.0]
+    assert train._slowest_rank([2.0, 3.0], torch.device("cpu"), world=1) == [2.0, 3.0]
+
+
 def test_frozen_encoder_epochs_train_only_the_head(data, tmp_path):
     model = toy_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}

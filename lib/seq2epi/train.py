@@ -196,6 +196,14 @@ def _gather(index: np.ndarray, y: np.ndarray, logits: np.ndarray) -> tuple[np.nd
     return y[first], logits[first]
 
 
+def _slowest_rank(seconds: list[float], device: torch.device, world: int) -> list[float]:
+    """Each wall time as the slowest rank's, so that every rank records the same history."""
+    times = torch.tensor(seconds, dtype=torch.float64, device=device)
+    if world > 1:
+        dist.all_reduce(times, op=dist.ReduceOp.MAX)
+    return times.tolist()
+
+
 def _nanmean(values: list[float]) -> float:
     finite = [v for v in values if not np.isnan(v)]
     return float(np.mean(finite)) if finite else float("nan")
@@ -322,8 +330,9 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
             dist.all_reduce(sums)
             y, logits = _gather(val_index, y, logits)
         m = _val_metrics(y, logits, cfg.loss)
+        trained, seconds = _slowest_rank([trained, time.perf_counter() - began], device, world)
         history.append({"epoch": epoch, "train_loss": (sums[0] / sums[1].clamp(min=1)).item(), **m,
-                        "seconds": time.perf_counter() - began, "windows_per_s": sums[1].item() / trained})
+                        "seconds": seconds, "windows_per_s": sums[1].item() / trained})
         if rank == 0:
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                   "step": step, "epoch": epoch,
