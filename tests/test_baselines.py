@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from seq2epi import baselines, sequence
+from seq2epi.metrics import spearman
 
 
 def planted(n: int, seed: int):
@@ -49,3 +51,57 @@ def test_the_c_grid_reaches_past_the_old_edge_and_tells_an_edge_choice():
     assert baselines.at_grid_edge(min(baselines.KMER_CS)) and baselines.at_grid_edge(max(baselines.KMER_CS))
     assert not baselines.at_grid_edge(1e-3)
     assert baselines.at_grid_edge(1e-3, Cs=(1e-3, 1e-2))
+
+
+def test_the_c_grid_keeps_the_records_choices_inside_and_an_interior_choice_unchanged():
+    assert not baselines.at_grid_edge(1e-6) and not baselines.at_grid_edge(10.0)  # the records' edge choices
+    train, val = planted(400, 0), planted(200, 1)
+    old_grid = tuple(float(10.0**e) for e in range(-6, 2))
+    old, _ = baselines.select_kmer_logistic(train, val, Cs=old_grid)
+    assert not baselines.at_grid_edge(old.model[-1].C, old_grid)
+    new, _ = baselines.select_kmer_logistic(train, val)
+    assert (new.k_max, new.model[-1].C) == (old.k_max, old.model[-1].C)
+
+
+def counted(n: int, seed: int):
+    """Random 60-bp sequences with 0-3 planted GATAAG; targets: the count with noise, and its negative with
+    every third value unknown."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, n)
+    seqs = []
+    for count in counts:
+        s = list("".join(rng.choice(list("ACGT"), 60)))
+        for i in range(count):
+            s[6 + 18 * i : 12 + 18 * i] = "GATAAG"
+        seqs.append("".join(s))
+    tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
+    targets = np.stack([counts + rng.normal(0, 0.3, n), -counts + rng.normal(0, 0.3, n)], axis=1)
+    targets[::3, 1] = np.nan
+    return tokens, lengths, targets
+
+
+def test_kmer_ridge_learns_each_target_leaving_its_nan_rows_out():
+    train, test = counted(300, 0), counted(200, 1)
+    model = baselines.KmerRidge(k_max=6, alpha=10.0).fit(*train)
+    predicted = model.score(*test[:2])
+    assert predicted.shape == (200, 2)
+    assert spearman(test[2][:, 0], predicted[:, 0]) > 0.7 and spearman(test[2][:, 1], predicted[:, 1]) > 0.7
+    known = ~np.isnan(train[2][:, 1])
+    alone = baselines.KmerRidge(6, 10.0).fit(train[0][known], train[1][known], train[2][known, 1])
+    np.testing.assert_allclose(alone.score(*test[:2]), predicted[:, 1], rtol=1e-5)
+    assert alone.score(*test[:2]).shape == (200,)
+    with pytest.raises(ValueError, match="target 1 has 1 known values"):
+        baselines.KmerRidge(3).fit(train[0][:2], train[1][:2], train[2][:2])
+
+
+def test_select_kmer_ridge_keeps_the_best_validation_spearman_and_tells_an_edge():
+    train, val = counted(300, 0), counted(150, 2)
+    model, choice = baselines.select_kmer_ridge(train, val)
+    grid = choice["val_spearman"]
+    assert set(grid) == {(k, a) for k in (3, 4, 5, 6) for a in baselines.KMER_ALPHAS}
+    assert grid[choice["k_max"], choice["alpha"]] == max(grid.values()) > 0.7
+    assert (model.k_max, model.alpha) == (choice["k_max"], choice["alpha"])
+    edges = (min(baselines.KMER_ALPHAS), max(baselines.KMER_ALPHAS))
+    assert choice["alpha_at_edge"] == (choice["alpha"] in edges)
+    _, edge = baselines.select_kmer_ridge(train, val, alphas=(1e5, 1e6), k_maxes=(6,))
+    assert edge["alpha"] == 1e5 and edge["alpha_at_edge"]

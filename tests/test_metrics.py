@@ -1,7 +1,9 @@
 import math
+import time
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from seq2epi.metrics import (
     _resample_counts,
@@ -11,8 +13,11 @@ from seq2epi.metrics import (
     brier,
     choose_threshold,
     ece,
+    pearson,
     per_target,
+    regression_metrics,
     reliability_bins,
+    spearman,
 )
 
 Y = [0, 0, 1, 1, 1, 0]
@@ -140,3 +145,36 @@ def test_reliability_bins_ece_and_brier_by_hand():
     assert ece([0, 1], [0.0, 1.0]) == 0.0 and brier([0, 1], [0.0, 1.0]) == 0.0
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
         ece([0, 1], [0.2, 1.5])
+
+
+def test_spearman_and_pearson_leave_nan_pairs_out_and_match_scipy():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=50)
+    p = y + rng.normal(size=50)
+    p[:5] = np.round(p[:5])  # ties
+    y_nan, p_nan = np.r_[y, np.nan, 1.0], np.r_[p, 2.0, np.nan]
+    assert math.isclose(spearman(y_nan, p_nan), stats.spearmanr(y, p).statistic)
+    assert math.isclose(pearson(y_nan, p_nan), stats.pearsonr(y, p).statistic)
+    assert math.isclose(spearman([1, 2, 3], [1, 4, 9]), 1.0) and pearson([1, 2, 3], [1, 4, 9]) < 1
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5])) and math.isnan(pearson([1, np.nan], [2, 3]))
+    with pytest.raises(ValueError, match="equally long, got 3 and 2"):
+        pearson([1, 2, 3], [1, 2])
+
+
+def test_regression_metrics_intervals_hold_the_estimate_narrow_with_data_and_are_fast():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=1000)
+    p = y + rng.normal(size=1000)
+    y[0] = np.nan
+    began = time.perf_counter()
+    m = regression_metrics(y, p)
+    assert time.perf_counter() - began < 1.0  # 1000 resamples of 1,000 genes
+    assert m["n"] == 999 and m["spearman"] == spearman(y, p) and m["pearson"] == pearson(y, p)
+    for name in ("spearman", "pearson"):
+        low, high = m[f"{name}_ci"]
+        assert low < m[name] < high and high - low < 0.1
+        wide = regression_metrics(y[1:101], p[1:101])[f"{name}_ci"]
+        assert wide[1] - wide[0] > high - low
+    assert regression_metrics(y, p) == m and regression_metrics(y, p, seed=1) != m
+    with pytest.raises(ValueError, match="at least 2 pairs without NaN, got 1"):
+        regression_metrics([1.0, np.nan], [1.0, 2.0])

@@ -230,3 +230,42 @@ def test_kmer_features_join_the_pooled_output():
     out = model(tokens(8, 40))
     out.sum().backward()
     assert out.shape == (8, TOY["n_targets"]) and model.classifier.weight.grad is not None
+
+
+def test_stride_one_is_the_model_before_conv_stride():
+    """Logits of the code before conv_stride existed (same seed, same input): stride 1 changes nothing."""
+    x = tokens()
+    x[1, 30:] = PAD
+    before = torch.tensor([[0.336757, -0.469956], [0.266568, -0.592579], [0.362821, -0.564165],
+                           [0.360749, -0.484380]])
+    torch.testing.assert_close(toy_model(conv_stride=1)(x), before, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_strided_convolution_keeps_every_stride_th_window_and_its_mask(stride):
+    torch.manual_seed(0)
+    every = KmerAggregate((3, 5), 8)
+    strided = KmerAggregate((3, 5), 8, stride)
+    strided.load_state_dict(every.state_dict())
+    x, pad = torch.randn(5, 23, 8), torch.rand(5, 23, generator=torch.Generator().manual_seed(0)) < 0.2
+    (out_1, valid_1), (out_s, valid_s) = every(x, pad), strided(x, pad)
+    per_k = [23 - k + 1 for k in (3, 5)]
+    keep = torch.cat([torch.arange(0, n, stride) + sum(per_k[:i]) for i, n in enumerate(per_k)])
+    torch.testing.assert_close(out_s, out_1[:, keep])
+    assert torch.equal(valid_s, valid_1[:, keep])
+    pooled = [F.max_pool1d(pad.float().unsqueeze(1), k, stride=stride).squeeze(1) == 0 for k in (3, 5)]
+    assert torch.equal(valid_s, torch.cat(pooled, dim=1))
+
+
+def test_stride_shortens_attention_and_padding_still_changes_nothing():
+    model = toy_model(conv_stride=4, attention="reference")
+    x = tokens(n=3, length=40)
+    x[2, 29:] = PAD
+    _, weights = model(x, return_attention=True)
+    n_positions = sum((40 - k) // 4 + 1 for k in TOY["kmers"])  # 10 + 9
+    assert weights.shape == (3, 2, n_positions, n_positions)
+    padded = torch.cat([x, torch.full((3, 13), PAD)], dim=1)
+    torch.testing.assert_close(model(padded), model(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(x)[2:], model(x[2:, :29]), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="conv_stride must be >= 1"):
+        toy_model(conv_stride=0)

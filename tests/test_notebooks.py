@@ -49,7 +49,7 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
         assert (smoke_record / f"{stage}.ipynb").exists() and (smoke_record / f"{stage}.html").exists()
     history = pd.read_csv(smoke_record / "history.tsv", sep="\t")
     assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens",
-                                     "val_spec", "val_mcc"]
+                                     "val_spec", "val_mcc", "seconds", "windows_per_s"]
     assert len(history) == 2
     metrics = json.loads((smoke_record / "metrics.json").read_text())
     assert {"transformer", "gc_content", "kmer_logistic"} <= set(metrics)

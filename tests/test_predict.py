@@ -66,6 +66,20 @@ def test_predict_rc_average_is_strand_symmetric(batch):
     )
 
 
+def test_predict_raw_gives_the_outputs_before_the_sigmoid(batch):
+    tokens, lengths = batch
+    model = toy_model(n_targets=2)
+    raw = predict(model, tokens, lengths, batch_size=4, raw=True)
+    with torch.no_grad():
+        single = [model(torch.from_numpy(t[:n].astype(np.int64))[None])[0].numpy()
+                  for t, n in zip(tokens, lengths, strict=True)]
+    np.testing.assert_allclose(raw, single, atol=1e-5)
+    np.testing.assert_allclose(predict(model, tokens, lengths), 1 / (1 + np.exp(-raw)), atol=1e-6)
+    rev = predict(model, reverse_complement(tokens, lengths), lengths, raw=True)
+    np.testing.assert_allclose(predict(model, tokens, lengths, rc_average=True, raw=True), (raw + rev) / 2,
+                               atol=1e-6)
+
+
 def test_predict_several_targets(batch):
     tokens, lengths = batch
     probs = predict(toy_model(n_targets=3), tokens, lengths, batch_size=5)

@@ -95,6 +95,19 @@ def test_masked_batch_scores_masked_centres_and_weights_repeats():
     assert (weight[0, ~scored] == 0).all()
 
 
+def test_a_strided_model_pretrains_on_every_stride_th_centre(tmp_path):
+    at, end = centres((3, 5), 40, stride=4)
+    assert list(at) == [1 + 4 * i for i in range(10)] + [2 + 4 * i for i in range(9)]
+    assert list(end[:2]) == [3, 7] and end[-1] == 37
+    train, val = periodic_corpus(64, 0), periodic_corpus(32, 1)
+    model = make_toy_model(kmers=(3, 5), conv_stride=4)
+    _, target, _ = masked_batch(train, np.arange(4), CFG, np.random.default_rng(0), (3, 5), stride=4)
+    assert target.shape == (4, len(at))
+    cfg = PretrainConfig(**{**CFG.__dict__, "epochs": 1})
+    history = pretrain(model, train, val, cfg, tmp_path, progress=False)
+    assert np.isfinite(history[["train_loss", "val_loss", "val_acc"]].to_numpy()).all()
+
+
 def test_pretraining_learns_and_resumes_exactly(tmp_path):
     train, val = periodic_corpus(256, 0), periodic_corpus(64, 1)
     history = pretrain(make_toy_model(kmers=(3,)), train, val, CFG, tmp_path / "full")

@@ -1,7 +1,9 @@
-"""Binary classification metrics, the choice of a threshold on validation data, and calibration errors."""
+"""Binary classification metrics, the choice of a threshold on validation data, calibration errors, and
+rank and linear correlations with bootstrap intervals for regression targets."""
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 
@@ -160,3 +162,52 @@ def brier(y_true, y_prob) -> float:
     """Brier score: the mean squared difference between probability and label (0 is perfect)."""
     y_true, y_prob = _check(y_true, y_prob)
     return float(np.mean((y_prob - y_true) ** 2))
+
+
+def _known_pairs(y, p) -> tuple[np.ndarray, np.ndarray]:
+    """(y, p) as float arrays of equal length, pairs where either is NaN left out."""
+    y, p = np.asarray(y, dtype=float).ravel(), np.asarray(p, dtype=float).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"targets and predictions must be equally long, got {y.size} and {p.size}.")
+    known = ~(np.isnan(y) | np.isnan(p))
+    return y[known], p[known]
+
+
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of a with the same row of b [B, n]; NaN where a row is constant."""
+    a, b = a - a.mean(axis=-1, keepdims=True), b - b.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
+    return np.divide((a * b).sum(axis=-1), denom, out=np.full(denom.shape, np.nan), where=denom > 0)
+
+
+def pearson(y, p) -> float:
+    """Pearson correlation over the pairs without NaN; NaN with fewer than 2 pairs or a constant side."""
+    y, p = _known_pairs(y, p)
+    return float(_rowwise_pearson(y, p)) if y.size >= 2 else float("nan")
+
+
+def spearman(y, p) -> float:
+    """Spearman correlation (average ranks for ties) over the pairs without NaN; NaN as in `pearson`."""
+    y, p = _known_pairs(y, p)
+    return float(_rowwise_pearson(rankdata(y), rankdata(p))) if y.size >= 2 else float("nan")
+
+
+def regression_metrics(y, p, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """spearman, pearson, n (pairs without NaN) and percentile intervals spearman_ci, pearson_ci [low, high]
+    over bootstrap resamples of the pairs, all resamples ranked and correlated at once."""
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"level must lie in (0, 1) and n_boot be >= 1, got level={level} n_boot={n_boot}.")
+    y, p = _known_pairs(y, p)
+    if y.size < 2:
+        raise ValueError(f"regression_metrics needs at least 2 pairs without NaN, got {y.size}.")
+    draws = np.random.default_rng(seed).integers(0, y.size, (n_boot, y.size))
+    y_boot, p_boot = y[draws], p[draws]
+    boots = {"spearman": _rowwise_pearson(rankdata(y_boot, axis=1), rankdata(p_boot, axis=1)),
+             "pearson": _rowwise_pearson(y_boot, p_boot)}
+    alpha = (1 - level) / 2
+    out = {"spearman": spearman(y, p), "pearson": pearson(y, p), "n": int(y.size)}
+    for name, values in boots.items():
+        finite = values[np.isfinite(values)]
+        out[f"{name}_ci"] = [float(q) for q in np.quantile(finite, [alpha, 1 - alpha])] if finite.size \
+            else [float("nan")] * 2
+    return out

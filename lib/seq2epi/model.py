@@ -22,6 +22,7 @@ class ModelConfig:
     n_targets: int = 1
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "reference": explicit float32 softmax
     kmer_features: int = 0  # k > 0: the 1..k-mer spectrum (the k-mer baseline's features) joins the pool
+    conv_stride: int = 1  # the k-mer convolutions' stride: s shortens what attention sees s-fold
     max_len: int = 5000
 
 
@@ -45,22 +46,30 @@ class PositionalEncoding(nn.Module):
 
 
 class KmerAggregate(nn.Module):
-    """One Conv1d per k; outputs concatenated along the sequence axis, then LayerNorm."""
+    """One Conv1d per k (every `stride`-th window); outputs concatenated along the sequence axis, then
+    LayerNorm."""
 
-    def __init__(self, kmers: tuple[int, ...], ninp: int):
+    def __init__(self, kmers: tuple[int, ...], ninp: int, stride: int = 1):
         super().__init__()
-        self.kmers = tuple(kmers)
-        self.convs = nn.ModuleList(nn.Conv1d(ninp, ninp, k, padding=0) for k in self.kmers)
+        if stride < 1:
+            raise ValueError(f"conv_stride must be >= 1, got {stride}.")
+        self.kmers, self.stride = tuple(kmers), stride
+        self.convs = nn.ModuleList(nn.Conv1d(ninp, ninp, k, stride=stride, padding=0) for k in self.kmers)
         self.norm = nn.LayerNorm(ninp)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, L, E], pad [B, L] bool -> ([B, L', E], valid [B, L']); valid: no PAD in the window."""
+        """x [B, L, E], pad [B, L] bool -> ([B, L', E], valid [B, L']); valid: no PAD in the window.
+
+        L' sums (L - k) // stride + 1 over the k-mers; window i of a k starts at token i * stride.
+        """
         x = x.transpose(1, 2)
         out = torch.cat([conv(x) for conv in self.convs], dim=2).transpose(1, 2)
         # PAD count of every k-window from a cumulative sum: no length-specialising pooling, so one compiled
         # graph serves every batch width
         count = F.pad(pad.int().cumsum(1), (1, 0))
-        valid = torch.cat([count[:, k:] == count[:, :-k] for k in self.kmers], dim=1)
+        ends = count.size(1)
+        s = self.stride
+        valid = torch.cat([count[:, k::s] == count[:, : ends - k : s] for k in self.kmers], dim=1)
         return self.norm(out), valid
 
 
@@ -193,7 +202,7 @@ class NucleicTransformer(nn.Module):
         self.config = config
         self.encoder = nn.Embedding(N_TOKENS, config.ninp)
         self.pos_encoder = PositionalEncoding(config.ninp, config.dropout, config.max_len)
-        self.k_mer_aggregate = KmerAggregate(config.kmers, config.ninp)
+        self.k_mer_aggregate = KmerAggregate(config.kmers, config.ninp, config.conv_stride)
         self.layers = nn.ModuleList(
             EncoderLayer(config.ninp, config.nhead, config.nhid, config.dropout, config.attention,
                          config.attention_dropout)
@@ -210,8 +219,9 @@ class NucleicTransformer(nn.Module):
             yield from part.parameters()
 
     def encode(self, tokens: torch.Tensor, return_attention: bool = False, padded: bool | None = None):
-        """Per-position outputs [B, L', E] (the k-mer windows of every k, concatenated; zero where a window
-        touches PAD) and valid [B, L']; with return_attention also weights [B, nlayers, L', L'].
+        """Per-position outputs [B, L', E] (every conv_stride-th k-mer window of every k, concatenated;
+        zero where a window touches PAD) and valid [B, L']; with return_attention also weights
+        [B, nlayers, L', L'].
 
         `padded`: whether the batch holds PAD (`is_padded` of the host copy). Callers that know it (train,
         predict) pass it and have checked every sequence against the largest k-mer; None (a direct call)

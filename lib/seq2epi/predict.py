@@ -26,11 +26,13 @@ def predict(
     rc_average: bool = False,
     progress: bool = False,
     precision: str = "auto",
+    raw: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities float32 [n] (one target) or [n, n_targets] for padded uint8 tokens [n, L].
 
     batch_size 0 or "auto" sizes batches from free GPU memory; precision as in precision.resolve_precision
-    (auto: bfloat16 on sm80+ GPUs, float16 on sm70/75, fp32 on the CPU).
+    (auto: bfloat16 on sm80+ GPUs, float16 on sm70/75, fp32 on the CPU). `raw`: the model's outputs as they
+    are (logits; a regression run's predictions), averaged over strands with rc_average.
     """
     tokens = np.asarray(tokens, dtype=np.uint8)
     if tokens.ndim != 2:
@@ -54,9 +56,9 @@ def predict(
             idx = order[i : i + batch_size]
             lens = lengths[idx]
             batch = tokens[idx, : lens.max()]
-            probs = _probs(model, batch, device, dtype)
+            probs = _probs(model, batch, device, dtype, raw)
             if rc_average:
-                probs = (probs + _probs(model, reverse_complement(batch, lens), device, dtype)) / 2
+                probs = (probs + _probs(model, reverse_complement(batch, lens), device, dtype, raw)) / 2
             parts.append(probs)
     if not parts:
         return np.empty(0, np.float32)
@@ -129,13 +131,16 @@ def _resolve_batch_size(model, batch_size: int | str, length: int, device: torch
     return int(batch_size)
 
 
-def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, dtype) -> torch.Tensor:
+def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, dtype, raw: bool = False
+           ) -> torch.Tensor:
+    """Sigmoid probabilities of a host batch on the device (raw: the outputs themselves), float32."""
     padded = bool((batch == PAD).any())  # on the host: no sync in the forward
     x = torch.from_numpy(np.ascontiguousarray(batch))
     if device.type == "cuda":
         x = x.pin_memory()
     with autocast(device, dtype):
-        return torch.sigmoid(model(x.to(device, non_blocking=True).long(), padded=padded).float())
+        out = model(x.to(device, non_blocking=True).long(), padded=padded).float()
+    return out if raw else torch.sigmoid(out)
 
 
 class GenomeInputs(NamedTuple):

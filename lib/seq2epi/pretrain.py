@@ -178,10 +178,10 @@ def mask_spans(lengths: np.ndarray, width: int, fraction: float, span: int,
     return mask
 
 
-def centres(kmers: tuple[int, ...], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each encoder position (the k-mer windows of every k, concatenated): the base at its k-mer's
-    centre, and where its k-mer ends."""
-    starts = [np.arange(width - k + 1) for k in kmers]
+def centres(kmers: tuple[int, ...], width: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """For each encoder position (every stride-th k-mer window of every k, concatenated): the base at its
+    k-mer's centre, and where its k-mer ends."""
+    starts = [np.arange(0, width - k + 1, stride) for k in kmers]
     return (np.concatenate([s + k // 2 for s, k in zip(starts, kmers, strict=True)]),
             np.concatenate([s + k for s, k in zip(starts, kmers, strict=True)]))
 
@@ -201,13 +201,14 @@ class MaskedLM(nn.Module):
 
 
 def masked_batch(corpus: Corpus, rows: np.ndarray, cfg: PretrainConfig, rng: np.random.Generator,
-                 kmers: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(masked tokens [B, L], targets [B, L'] (-1: not scored), loss weights [B, L']) for corpus rows."""
+                 kmers: tuple[int, ...], stride: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(masked tokens [B, L], targets [B, L'] (-1: not scored), loss weights [B, L']) for corpus rows;
+    `stride`: the model's conv_stride."""
     tokens, lengths, soft = corpus.tokens[rows], corpus.lengths[rows], corpus.soft[rows]
     width = int(lengths.max())
     tokens, soft = tokens[:, :width], soft[:, :width]
     mask = mask_spans(lengths, width, cfg.mask_fraction, cfg.mask_span, rng)
-    at, end = centres(kmers, width)
+    at, end = centres(kmers, width, stride)
     target = tokens[:, at].astype(np.int64)
     scored = mask[:, at] & (target < N) & (end <= lengths[:, None])
     weight = np.where(soft[:, at], cfg.repeat_weight, 1.0) * scored
@@ -270,7 +271,7 @@ def pretrain(model: NucleicTransformer, train: Corpus, val: Corpus, cfg: Pretrai
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, schedule, model.config.ninp)
             batch = masked_batch(train, order[i : i + cfg.batch_size], cfg,
-                                 np.random.default_rng([cfg.seed, epoch, b]), kmers)
+                                 np.random.default_rng([cfg.seed, epoch, b]), kmers, model.config.conv_stride)
             loss, _, _ = _loss_and_hits(lm, *batch, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -306,7 +307,7 @@ def evaluate_lm(lm: MaskedLM, corpus: Corpus, cfg: PretrainConfig, device) -> tu
     for b, i in enumerate(range(0, len(corpus), cfg.batch_size)):
         rows = np.arange(i, min(i + cfg.batch_size, len(corpus)))
         masked, target, weight = masked_batch(corpus, rows, cfg, np.random.default_rng([cfg.seed, 0, b]),
-                                              lm.model.config.kmers)
+                                              lm.model.config.kmers, lm.model.config.conv_stride)
         loss, h, s = _loss_and_hits(lm, masked, target, weight, device)
         w = float(weight.sum())
         loss_sum, weight_sum, hits, scored = loss_sum + loss.item() * w, weight_sum + w, hits + h, scored + s

@@ -1,4 +1,5 @@
-"""The training loop: Adam, Noam or constant lr, BCE loss, validation, checkpoints, exact resume, DDP."""
+"""The training loop: Adam, Noam or constant lr, BCE / MSE / Poisson loss, validation, checkpoints, exact
+resume, DDP."""
 
 import contextlib
 import os
@@ -17,13 +18,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from seq2epi.datasets import collate_trim
-from seq2epi.metrics import binary_metrics
+from seq2epi.metrics import binary_metrics, pearson, spearman
 from seq2epi.model import ModelConfig, NucleicTransformer, is_padded
 from seq2epi.precision import autocast, grad_scaler, resolve_precision, set_numerics
 from seq2epi.progress import bar, log
 from seq2epi.records import atomic_path
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc"]
+TIMING_COLUMNS = ["seconds", "windows_per_s"]  # wall time of the epoch (training + validation), throughput
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc",
+                   *TIMING_COLUMNS]  # a classification (bce) run's history
+REGRESSION_COLUMNS = ["epoch", "train_loss", "val_loss", "val_spearman", "val_pearson", *TIMING_COLUMNS]
+LOSSES = ("bce", "mse", "poisson")
 
 
 @dataclass
@@ -46,6 +51,23 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     freeze_encoder_epochs: int = 0  # the first epochs train only the head (a pretrained encoder stays)
     distributed: bool = False  # DistributedDataParallel; also on when torchrun sets WORLD_SIZE > 1
+    loss: str = "bce"  # bce (classes) | mse (on the raw output) | poisson (the output is a log-rate; counts)
+
+
+def _check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+    return loss
+
+
+def history_columns(loss: str) -> list[str]:
+    """The history's columns for a run with this loss: classification metrics for bce, correlations else."""
+    return list(HISTORY_COLUMNS if _check_loss(loss) == "bce" else REGRESSION_COLUMNS)
+
+
+def selection_column(loss: str) -> str:
+    """The validation column best.pt is kept on (higher is better)."""
+    return "val_auc" if _check_loss(loss) == "bce" else "val_spearman"
 
 
 def lr_at(step: int, cfg: TrainConfig, ninp: int) -> float:
@@ -93,7 +115,7 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor,
     tokens, labels = tokens.to(device, non_blocking=True), labels.to(device, non_blocking=True)
     with autocast(device, dtype):
         logits = net(tokens, padded=padded)
-    loss = _loss(logits.float(), labels)
+    loss = _loss(logits.float(), labels, kind=cfg.loss)
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(opt)
@@ -105,12 +127,21 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor,
     return loss
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """BCE with logits; NaN labels (an unlabelled mark) are left out."""
+def _loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean", kind: str = "bce"
+          ) -> torch.Tensor:
+    """BCE with logits, MSE on the raw output, or Poisson NLL of the output as a log-rate; NaN labels (an
+    unlabelled mark or gene) are left out."""
     labels = labels.reshape(logits.shape[0], -1).to(logits.dtype)
     known = ~torch.isnan(labels)
-    losses = F.binary_cross_entropy_with_logits(logits, labels.nan_to_num(), reduction="none") * known
+    losses = _LOSS_FUNCTIONS[_check_loss(kind)](logits, labels.nan_to_num()) * known
     return losses.sum() / known.sum().clamp(min=1) if reduction == "mean" else losses.sum()
+
+
+_LOSS_FUNCTIONS = {
+    "bce": lambda out, y: F.binary_cross_entropy_with_logits(out, y, reduction="none"),
+    "mse": lambda out, y: F.mse_loss(out, y, reduction="none"),
+    "poisson": lambda out, y: F.poisson_nll_loss(out, y, log_input=True, full=False, reduction="none"),
+}
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -165,20 +196,38 @@ def _gather(index: np.ndarray, y: np.ndarray, logits: np.ndarray) -> tuple[np.nd
     return y[first], logits[first]
 
 
+def _slowest_rank(seconds: list[float], device: torch.device, world: int) -> list[float]:
+    """Each wall time as the slowest rank's, so that every rank records the same history."""
+    times = torch.tensor(seconds, dtype=torch.float64, device=device)
+    if world > 1:
+        dist.all_reduce(times, op=dist.ReduceOp.MAX)
+    return times.tolist()
+
+
 def _nanmean(values: list[float]) -> float:
     finite = [v for v in values if not np.isnan(v)]
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _val_metrics(y: np.ndarray, logits: np.ndarray) -> dict:
-    """Loss and metrics at threshold 0.5, averaged over targets; NaN labels ignored."""
+def _val_metrics(y: np.ndarray, logits: np.ndarray, loss: str = "bce") -> dict:
+    """The history's validation columns (val_loss and metrics), averaged over targets; NaN labels ignored.
+
+    bce: metrics at threshold 0.5. mse and poisson: Spearman and Pearson of the prediction (the output, or
+    exp of the log-rate for poisson).
+    """
     y_t, logits_t = torch.from_numpy(y), torch.from_numpy(logits)
     count = int((~torch.isnan(y_t)).sum())
+    val_loss = _loss(logits_t, y_t, reduction="sum", kind=loss).item() / max(count, 1)
+    if loss != "bce":
+        p = np.exp(logits) if loss == "poisson" else logits
+        return {"val_loss": val_loss,
+                "val_spearman": _nanmean([spearman(y[:, t], p[:, t]) for t in range(y.shape[1])]),
+                "val_pearson": _nanmean([pearson(y[:, t], p[:, t]) for t in range(y.shape[1])])}
     p = torch.sigmoid(logits_t).numpy()
     rows = [binary_metrics(y[known, t], p[known, t])
             for t in range(y.shape[1]) if (known := ~np.isnan(y[:, t])).any()]
-    metrics = {k: _nanmean([r[k] for r in rows]) for k in ("auroc", "acc", "sens", "spec", "mcc")}
-    return {"loss": _loss(logits_t, y_t, reduction="sum").item() / max(count, 1), **metrics}
+    metrics = {f"val_{k}": _nanmean([r[k] for r in rows]) for k in ("acc", "sens", "spec", "mcc")}
+    return {"val_loss": val_loss, "val_auc": _nanmean([r["auroc"] for r in rows]), **metrics}
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
@@ -187,23 +236,27 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
         torch.save(checkpoint, tmp)
 
 
-def write_history(history: list[dict], path: str | os.PathLike) -> None:
-    """The per-epoch history as a TSV, rewritten atomically (a reader never sees half a file)."""
+def write_history(history: list[dict], path: str | os.PathLike, loss: str = "bce") -> None:
+    """The per-epoch history as a TSV with the columns of `loss`, rewritten atomically (a reader never sees
+    half a file)."""
     with atomic_path(path) as tmp:
-        pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, sep="\t", index=False)
+        pd.DataFrame(history, columns=history_columns(loss)).to_csv(tmp, sep="\t", index=False)
 
 
 def epoch_line(row: dict, epochs: int, seconds: float) -> str:
-    """One epoch's line for the record and the terminal."""
+    """One epoch's line for the record and the terminal (AUC and MCC, or Spearman and Pearson)."""
+    scores = (f"val Spearman {row['val_spearman']:.4f}  val Pearson {row['val_pearson']:.4f}"
+              if "val_spearman" in row else f"val AUC {row['val_auc']:.4f}  val MCC {row['val_mcc']:.4f}")
+    speed = f"  {row['windows_per_s']:.0f} windows/s" if "windows_per_s" in row else ""
     return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss {row['train_loss']:.4f}  "
-            f"val loss {row['val_loss']:.4f}  val AUC {row['val_auc']:.4f}  val MCC {row['val_mcc']:.4f}  "
-            f"{seconds:.0f} s")
+            f"val loss {row['val_loss']:.4f}  {scores}  {seconds:.0f} s{speed}")
 
 
 def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
         history_path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Train `model` in place; one history row per epoch; checkpoints in checkpoint_dir (last.pt, best.pt).
+    """Train `model` in place; one history row per epoch (history_columns(cfg.loss)); checkpoints in
+    checkpoint_dir (last.pt, and best.pt at the best selection_column(cfg.loss)).
 
     With `progress`, each epoch shows a batch bar on the terminal and logs one line (seq2epi.progress);
     with `history_path`, the history TSV is rewritten after every epoch, so it grows as training runs.
@@ -233,7 +286,8 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
         if ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
         step, start, history = ck["step"], ck["epoch"], ck["history"]
-    best_auc = max((r["val_auc"] for r in history if np.isfinite(r["val_auc"])), default=-np.inf)
+    select = selection_column(cfg.loss)
+    best_score = max((r[select] for r in history if np.isfinite(r[select])), default=-np.inf)
     net = model
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
@@ -270,29 +324,30 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
             total += loss.detach() * len(tokens)
             count += len(tokens)
         sums = torch.stack([total, torch.tensor(float(count), device=device)])
+        trained = time.perf_counter() - began
         y, logits = _evaluate(net, val_loader, device, dtype)
         if world > 1:
             dist.all_reduce(sums)
             y, logits = _gather(val_index, y, logits)
-        m = _val_metrics(y, logits)
-        history.append({"epoch": epoch, "train_loss": (sums[0] / sums[1].clamp(min=1)).item(),
-                        "val_loss": m["loss"], "val_auc": m["auroc"], "val_acc": m["acc"],
-                        "val_sens": m["sens"], "val_spec": m["spec"], "val_mcc": m["mcc"]})
+        m = _val_metrics(y, logits, cfg.loss)
+        trained, seconds = _slowest_rank([trained, time.perf_counter() - began], device, world)
+        history.append({"epoch": epoch, "train_loss": (sums[0] / sums[1].clamp(min=1)).item(), **m,
+                        "seconds": seconds, "windows_per_s": sums[1].item() / trained})
         if rank == 0:
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                   "step": step, "epoch": epoch,
                   "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
             save_checkpoint(ck, last)
-            if m["auroc"] > best_auc:
+            if m[select] > best_score:
                 save_checkpoint(ck, checkpoint_dir / "best.pt")
             if history_path is not None:
-                write_history(history, history_path)
+                write_history(history, history_path, cfg.loss)
             if progress:
                 log(epoch_line(history[-1], cfg.epochs, time.perf_counter() - began))
-        best_auc = max(best_auc, m["auroc"])
+        best_score = max(best_score, m[select])
     if world > 1:
         dist.barrier()  # rank 0's checkpoints are on disk before any rank returns
-    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return pd.DataFrame(history, columns=history_columns(cfg.loss))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[NucleicTransformer, dict]:
@@ -315,7 +370,7 @@ def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTran
     source, ck = load_checkpoint(path)
     encoder_only = ck.get("kind") == "pretrained encoder"
     mine, theirs = asdict(model.config), asdict(source.config)
-    free = {"dropout", "attention_dropout", "attention"}  # no weights of their own
+    free = {"dropout", "attention_dropout", "attention", "conv_stride"}  # no weights of their own
     free |= {"n_targets", "kmer_features"} if encoder_only else set()
     differ = {k: (theirs[k], mine[k]) for k in mine if k not in free and theirs[k] != mine[k]}
     if differ:

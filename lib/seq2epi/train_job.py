@@ -65,7 +65,7 @@ def launch(nproc: int, dataset: str | Path, model_config: ModelConfig, config: t
                "-m", "seq2epi.train_job", str(job)]
     subprocess.run(command, check=True)
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    return pd.DataFrame(last["history"], columns=train.HISTORY_COLUMNS)
+    return pd.DataFrame(last["history"], columns=train.history_columns(config.loss))
 
 
 def main(argv: list[str]) -> None:
