@@ -533,7 +533,7 @@ def from_genomewide(fasta: Path, window: int, val_regions: list[str], test_regio
             centres, windows, targets = genomewide.fixed_windows(tokens, labelled, blocks, name, window,
                                                                  eval_stride, centre_bin, max_n_fraction)
         parts.append((windows, targets))
-        tables.append(centres.assign(split=name))
+        tables.append(centres.assign(split=name, length=window))
     table = pd.concat(tables, ignore_index=True)
     token_array = np.concatenate([w for w, _ in parts])
     label_array = np.concatenate([y for _, y in parts])
@@ -562,7 +562,7 @@ def from_genes(fasta: Path, gene_table: Path, marks: list[str], upstream: int, d
     if dropped:
         cuts.append(f"{dropped} training genes whose TSS window reaches a held-out block")
     keep = split != "drop"
-    table = table[keep].reset_index(drop=True).assign(split=split[keep])
+    table = table[keep].reset_index(drop=True).assign(split=split[keep], length=upstream + downstream)
     windows = genes.tss_windows(table, tokens, upstream, downstream)
     targets = genes.gene_targets(table, list(marks))
     return {"tokens": windows, "lengths": np.full(len(table), upstream + downstream, np.int32),
