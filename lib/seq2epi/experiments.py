@@ -174,7 +174,11 @@ def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progre
     if not re.fullmatch(r"[A-Za-z_]\w*", by):
         raise ValueError(f"--by {by!r} is not a parameter name (e.g. kmers, train_seed, experiment)")
     executed = root / "executed"
-    found = [records.read_record(records.find_record(executed, n)) for n in names]
+    found = [records.Record.find(n, executed) for n in names]
+    outside = [str(r.path) for r in found if r.path.resolve().parent != executed.resolve()]
+    if outside:
+        raise ValueError(f"{', '.join(outside)}: compare takes records of {executed}, by name or experiment "
+                         "id.")
     marks = {r.name: r.mark for r in found}
     if by not in ("mark", "marks") and len(set(marks.values())) > 1:
         named = ", ".join(f"{name}: {mark}" for name, mark in marks.items())
