@@ -216,11 +216,17 @@ def test_thresholds_and_temperatures_added_by_03_travel_in_the_checkpoint(record
     assert scorer.thresholds == pytest.approx(moved)
 
 
-def test_a_failed_record_or_one_without_checkpoint_is_refused(record):
+def test_a_failed_record_one_without_thresholds_or_without_checkpoint_is_refused(record):
     (record / "FAILED").write_text("02_train.ipynb failed: CUDA out of memory\n")
     with pytest.raises(ValueError, match="did not finish .its FAILED file: 02_train.ipynb failed: CUDA"):
         load(record)
     (record / "FAILED").unlink()
+    train.update_spec(record / records.CHECKPOINT, thresholds=None)
+    (record / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match="2026-01-01_toy has no validation-chosen thresholds: "
+                                                "03_evaluate did not run"):
+        scoring.predict_file(load(record), DATA / "scoring.csv", record / "out.tsv", progress=False)
+    assert load(record).thresholds is None and not (record / "out.tsv").exists()  # a map needs none
     (record / records.CHECKPOINT).unlink()
     with pytest.raises(FileNotFoundError, match="has no checkpoint artifacts/checkpoints/best.pt"):
         load(record)

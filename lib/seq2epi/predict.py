@@ -183,7 +183,7 @@ class Predictor:
     window: int
     stride: int
     rc_average: bool
-    thresholds: np.ndarray  # [marks], on the scale of the probabilities reported
+    thresholds: np.ndarray | None  # [marks], on the scale of the probabilities reported; None before 03
     temperature: np.ndarray | None = None  # [marks] when the record holds a calibration
     batch_size: int | str = 256
     device: str = "cpu"
@@ -205,18 +205,17 @@ class Predictor:
                 f"{record.params.get('experiment', '<experiment>')}` or copy its artifacts/).")
         model, checkpoint = load_model(record.checkpoint, device)
         spec = record.spec(checkpoint)
-        if spec.get("thresholds") is None:
-            raise FileNotFoundError(f"record {record.path} has no metrics.json: 03_evaluate did not run, so "
-                                    "there are no validation-chosen thresholds.")
         marks = [str(m) for m in spec["marks"]]
         if len(marks) != model.config.n_targets:
             raise ValueError(f"record {record.path}: its spec names {len(marks)} mark(s) {marks}, but its "
                              f"checkpoint predicts {model.config.n_targets} target(s).")
-        thresholds = np.asarray(spec["thresholds"], dtype=float)
-        temperature = spec.get("temperature")
+        thresholds, temperature = spec.get("thresholds"), spec.get("temperature")
+        if thresholds is not None:
+            thresholds = np.asarray(thresholds, dtype=float)
         if temperature is not None:
             temperature = np.asarray(temperature, dtype=float)
-            thresholds = calibrate.apply_temperature(thresholds[None], temperature)[0].astype(float)
+            if thresholds is not None:
+                thresholds = calibrate.apply_temperature(thresholds[None], temperature)[0].astype(float)
         return cls(model, marks, _window(record, model, spec["window"] if window is None else window),
                    int(spec["predict_stride"]), bool(spec["rc_average"]), thresholds, temperature, batch_size,
                    device, spec.get("precision", "auto"), record.name)
@@ -225,6 +224,13 @@ class Predictor:
     def min_length(self) -> int:
         """The shortest sequence the model takes: its largest k-mer."""
         return max(self.model.config.kmers)
+
+    def call_thresholds(self) -> np.ndarray:
+        """The thresholds calls are made at; a record 03_evaluate has not scored has none."""
+        if self.thresholds is None:
+            raise FileNotFoundError(f"record {self.record} has no validation-chosen thresholds: 03_evaluate "
+                                    "did not run (no metrics.json), so its calls cannot be made.")
+        return self.thresholds
 
     def __call__(self, tokens: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         probs = predict(self.model, tokens, lengths, self.batch_size, self.device, self.rc_average,

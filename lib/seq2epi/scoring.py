@@ -331,8 +331,8 @@ def predict_file(predictor: predict.Predictor, source, out, fasta=None, per_wind
     entries = read_sequences(source, fasta)
     bar = meter(None, "sequences", enabled=progress, unit="seq")
     labels, probs, unscored, n, n_unscored = [], [], [], 0, 0
-    scored = score_sequences(predictor, entries, predictor.marks, predictor.thresholds, predictor.window,
-                             predictor.stride, predictor.min_length, max_n_fraction, chunk,
+    scored = score_sequences(predictor, entries, predictor.marks, predictor.call_thresholds(),
+                             predictor.window, predictor.stride, predictor.min_length, max_n_fraction, chunk,
                              per_window is not None)
     windows = _table(per_window) if per_window else contextlib.nullcontext()
     with _table(out) as write, windows as write_windows:
