@@ -137,10 +137,10 @@ class Record:
     def find(cls, name: str | os.PathLike, executed: Path | None = None) -> "Record":
         """A record by its folder name in `executed` (the workbook's executed/ by default) or its path, or the
         newest record of an experiment id."""
-        executed = Path(executed) if executed is not None else project_root() / "executed"
         name = str(name)
         if Path(name).is_dir() and (Path(name) / "parameters.yaml").is_file():
             return read_record(Path(name))
+        executed = Path(executed) if executed is not None else project_root() / "executed"
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"{name!r} is not a record or experiment name: expected a folder name in "
                              f"{executed}.")
