@@ -207,6 +207,16 @@ def test_cuda_without_a_gpu_says_so(record, monkeypatch):
         load(record, device="cuda")
 
 
+def test_the_command_with_cuda_on_a_machine_without_it_says_so(record, tmp_path, monkeypatch, capsys):
+    from seq2epi.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["predict", str(record), str(DATA / "scoring.fa"), "--out", str(tmp_path / "s.tsv"),
+                 "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and "version" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_thresholds_and_temperatures_added_by_03_travel_in_the_checkpoint(record):
     train.update_spec(record / records.CHECKPOINT, thresholds=[0.3, 0.7], temperature=[2.0, 0.5])
     (record / "metrics.json").unlink()
