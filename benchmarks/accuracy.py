@@ -41,8 +41,7 @@ def model_name(key: str, m: dict) -> str:
     return MODELS[key]
 
 
-def rows(path: Path) -> list[dict]:
-    record = records.read_record(path)
+def rows(record: records.Record) -> list[dict]:
     metrics = record.metrics
     command = f"`seq2epi run {record.params['experiment']}`"
     val_auc = record.history["val_auc"].max()
@@ -102,7 +101,7 @@ def main() -> None:
     if args.curve:
         print(curve_table(executed, args.experiments))
         return
-    print(table([row for name in args.experiments for row in rows(records.find_record(executed, name))]))
+    print(table([row for name in args.experiments for row in rows(records.Record.find(name, executed))]))
 
 
 if __name__ == "__main__":

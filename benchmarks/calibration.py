@@ -16,7 +16,7 @@ from seq2epi.records import atomic_path
 
 def calibration_rows(name: str, n_bins: int) -> list[dict]:
     """One row per mark of a record: temperature, test ECE and Brier before and after scaling."""
-    record = records.read_record(records.find_record(project_root() / "executed", name))
+    record = records.Record.find(name, project_root() / "executed")
     scores = record.predictions()
     marks = [c.removeprefix("score_") for c in scores.columns if c.startswith("score_")]
     parts = {split: scores[scores["split"] == split] for split in ("val", "test")}

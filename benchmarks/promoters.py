@@ -17,7 +17,7 @@ import datetime
 import pandas as pd
 
 from seq2epi import baselines, datasets, intervals, metrics, parameters, scoring, sequence
-from seq2epi.records import atomic_path, read_record
+from seq2epi.records import DATASET, Record, atomic_path
 
 SMEP_KEYS = {"transformer (max over windows)": "transformer",  # each model's key in metrics.json
              "transformer (mean over windows)": "transformer", "GC content": "gc_content",
@@ -34,23 +34,24 @@ def windows(data, upstream: int, per_promoter: int, seed: int) -> tuple[pd.DataF
     return both, genome
 
 
-def model_scores(record: str, seqs: list[str]) -> tuple[dict, scoring.Scorer]:
+def model_scores(found: Record, seqs: list[str]) -> tuple[dict, list[str]]:
     """Each model's score of `seqs`: the record's transformer, and GC content and the k-mer regression fitted
-    on its training split (k and C chosen on its validation split, as 03 does)."""
-    scorer = scoring.load_scorer(record)
+    on its training split (k and C chosen on its validation split, as 03 does); and the record's marks."""
+    predictor = found.predictor()
     entries = [scoring.Entry(str(i), s) for i, s in enumerate(seqs)]
     scored = pd.concat(t for t, _ in scoring.score_sequences(
-        scorer.predictor(), entries, scorer.marks, scorer.thresholds, scorer.window, scorer.stride,
-        scorer.min_length))
-    dataset = datasets.load_dataset(scorer.record / "artifacts" / "dataset.npz")
+        predictor, entries, predictor.marks, predictor.thresholds, predictor.window, predictor.stride,
+        predictor.min_length))
+    dataset = datasets.load_dataset(found.path / DATASET)
     parts = {s: (dataset["tokens"][dataset["split"] == s], dataset["lengths"][dataset["split"] == s],
                  dataset["labels"][dataset["split"] == s]) for s in ("train", "val")}
     tokens, lengths = sequence.pad_batch([sequence.encode(s) for s in seqs])
     kmer, _ = baselines.select_kmer_logistic(parts["train"], parts["val"])
-    return {"transformer (max over windows)": scored[scorer.marks[0]].to_numpy(),
-            "transformer (mean over windows)": scored[f"{scorer.marks[0]}_mean"].to_numpy(),
+    mark = predictor.marks[0]
+    return {"transformer (max over windows)": scored[mark].to_numpy(),
+            "transformer (mean over windows)": scored[f"{mark}_mean"].to_numpy(),
             "GC content": baselines.GCContent().fit(*parts["train"]).score(tokens, lengths),
-            "k-mer LR": kmer.score(tokens, lengths)}, scorer
+            "k-mer LR": kmer.score(tokens, lengths)}, predictor.marks
 
 
 def training(params: dict) -> str:
@@ -61,9 +62,9 @@ def training(params: dict) -> str:
 
 
 def rows(record: str, y, seqs: list[str], seed: int) -> list[str]:
-    scores, scorer = model_scores(record, seqs)
-    found = read_record(scorer.record)
-    smep = found.metrics["marks"][scorer.marks[0]]
+    found = Record.find(record)
+    scores, marks = model_scores(found, seqs)
+    smep = found.metrics["marks"][marks[0]]
     link = f"[{found.name}](../executed/{found.name}/)"
     out = []
     for name, score in scores.items():

@@ -15,15 +15,16 @@ import json
 import platform
 import tempfile
 import time
-from functools import partial
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from seq2epi import scoring
+from seq2epi import records, scoring
 from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict, predict_genome
+from seq2epi.predict import predict_genome
 from seq2epi.sequence import Genome
 
 SIZES = {"lab": dict(ninp=512, nhead=8, nhid=2048, nlayers=6, kmers=(13,)),
@@ -57,6 +58,22 @@ def cpu_name() -> str:
     return names[0] if names else platform.processor() or "cpu"
 
 
+def model_record(folder: Path, size: str, args) -> records.Record:
+    """A record of a seeded random-weight model of `size`, its spec taking the benchmark's window, stride and
+    rc_average: what Record.predictor loads."""
+    torch.manual_seed(args.seed)
+    model = NucleicTransformer(ModelConfig(**SIZES[size]))
+    params = {"experiment": "benchmark", "input": "genome", "mark": "score", "window": args.window,
+              "kmers": list(SIZES[size]["kmers"]), "predict_stride": args.stride,
+              "rc_average": args.rc_average}
+    (folder / records.CHECKPOINT.parent).mkdir(parents=True)
+    (folder / "parameters.yaml").write_text(yaml.safe_dump(params))
+    spec = records.inference_spec(params, None) | {"thresholds": [0.5]}
+    torch.save({"model": model.state_dict(), "model_config": asdict(model.config), "spec": spec},
+               folder / records.CHECKPOINT)
+    return records.Record.find(folder)
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -66,23 +83,16 @@ def timed(fn) -> float:
 def measure(size: str, args, folder: Path) -> list[dict]:
     n_seqs, n_variants = (max(1, int(n * args.scale)) for n in COUNTS[size])
     fasta, vcf = write_inputs(folder, n_seqs, n_variants, args.length, args.seed)
-    torch.manual_seed(args.seed)
-    model = NucleicTransformer(ModelConfig(**SIZES[size])).to(args.device).eval()
-    scorer = scoring.Scorer(Path("benchmark"), model, ["score"], args.window, args.stride, args.rc_average,
-                            np.array([0.5]))
-    predict(model, np.zeros((2, args.window), np.uint8), batch_size=2, device=args.device)  # warm-up
+    predictor = model_record(folder / f"{size}_record", size, args).predictor(args.device, args.batch_size)
+    predictor(np.zeros((2, args.window), np.uint8))  # warm-up
     windows = n_seqs * len(scoring.sequence_windows(args.length, args.window, args.stride))
     seconds = {
         "predict (sequences)": timed(lambda: scoring.predict_file(
-            scorer, fasta, folder / "scores.tsv", batch_size=args.batch_size, device=args.device,
-            progress=False)),
+            predictor, fasta, folder / "scores.tsv", progress=False)),
         "04 predict_genome": timed(lambda: predict_genome(
-            partial(predict, model, batch_size=args.batch_size, device=args.device,
-                    rc_average=args.rc_average),
-            Genome(fasta), args.window, args.stride, progress=False)),
+            predictor, Genome(fasta), args.window, args.stride, progress=False)),
         "score-variants": timed(lambda: scoring.score_vcf(
-            scorer, vcf, fasta, folder / "variants.tsv", batch_size=args.batch_size, device=args.device,
-            progress=False)),
+            predictor, vcf, fasta, folder / "variants.tsv", progress=False)),
     }
     rows = []
     for path, s in seconds.items():

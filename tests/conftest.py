@@ -1,13 +1,18 @@
-"""Shared fixtures: the devices to run on, a seeded toy model, motif data, the real data folder."""
+"""Shared fixtures: the devices to run on, a seeded toy model, motif data, a fake complete record, the real
+data folder."""
 
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from seq2epi.datasets import WindowDataset
+from seq2epi import records
+from seq2epi.datasets import WindowDataset, load_dataset, save_dataset
 from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.sequence import PAD
 
@@ -34,6 +39,40 @@ def make_motif_data(n: int, seed: int, length: int = 40, rc_augment: bool = Fals
         tokens[i, at : at + len(MOTIF)] = MOTIF
     tokens[np.arange(length) >= lengths[:, None]] = PAD
     return WindowDataset(tokens, lengths, labels, rc_augment=rc_augment, seed=seed)
+
+
+RECORD_MARKS = ["H3K4me3", "H3K9ac"]
+RECORD_WINDOW, RECORD_STRIDE = 20, 5
+
+
+def make_record(folder: Path, marks=RECORD_MARKS, thresholds=(0.4, 0.6), window=RECORD_WINDOW,
+                stride=RECORD_STRIDE, state=None, spec: bool = True, **params) -> Path:
+    """A record folder as 01-03 leave it: parameters.yaml (`params` added), artifacts/dataset.npz (six
+    windows of `window` bp), metrics.json with the thresholds and a seeded toy best.pt (k-mer 5), whose
+    inference spec holds the thresholds too; spec=False writes a checkpoint of before specs."""
+    model = make_toy_model(kmers=(5,), n_targets=len(marks))
+    (folder / records.CHECKPOINT.parent).mkdir(parents=True)
+    params = {"experiment": "toy", "input": "genome", "mark": marks[0], "marks": list(marks),
+              "window": window, "kmers": [5], "predict_stride": stride, "rc_average": False} | params
+    (folder / "parameters.yaml").write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(0)
+    save_dataset(folder / records.DATASET, rng.integers(0, 4, (6, window)), [window] * 6,
+                 np.tile([[1.0, 0.0], [0.0, 1.0]], (3, 1))[:, : len(marks)], ["train"] * 4 + ["val", "test"])
+    per_mark = {m: {"transformer": {"threshold": t}} for m, t in zip(marks, thresholds, strict=True)}
+    (folder / "metrics.json").write_text(json.dumps({"transformer": per_mark[marks[0]]["transformer"],
+                                                     "marks": per_mark}))
+    checkpoint = {"model": state or model.state_dict(), "model_config": asdict(model.config), "epoch": 1}
+    if spec:
+        found = records.inference_spec(params, load_dataset(folder / records.DATASET))
+        checkpoint["spec"] = found | {"thresholds": list(thresholds)}
+    torch.save(checkpoint, folder / records.CHECKPOINT)
+    return folder
+
+
+@pytest.fixture
+def record(tmp_path) -> Path:
+    """A fake complete record, executed/2026-01-01_toy under tmp_path (make_record)."""
+    return make_record(tmp_path / "executed" / "2026-01-01_toy")
 
 
 @pytest.fixture(params=DEVICES)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_record
 
-from seq2epi import experiments
+from seq2epi import experiments, records
 from seq2epi.cli import main
 from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.predict import predict, predict_genome
@@ -22,16 +23,20 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture
 def checkpoint(tmp_path):
+    """A record whose 3-mer toy model takes 10-bp windows every 5 bp; its best.pt."""
+    record = make_record(tmp_path / "executed" / "2026-01-01_toy", marks=["score"], thresholds=(0.5,),
+                         window=10, stride=5)
     cfg = ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,))
     torch.manual_seed(0)
-    path = tmp_path / "best.pt"
-    torch.save({"model": NucleicTransformer(cfg).state_dict(), "model_config": asdict(cfg)}, path)
-    return path
+    spec = torch.load(record / records.CHECKPOINT, weights_only=True)["spec"] | {"kmers": [3]}
+    torch.save({"model": NucleicTransformer(cfg).state_dict(), "model_config": asdict(cfg), "spec": spec},
+               record / records.CHECKPOINT)
+    return record / records.CHECKPOINT
 
 
 def predict_region(checkpoint, out, *extra):
-    return main(["predict-region", "--checkpoint", str(checkpoint), "--fasta", str(DATA / "tiny.fa"),
-                 "--window", "10", "--stride", "5", "--batch-size", "1", "--out", str(out), *extra])
+    return main(["predict-region", "--record", str(checkpoint.parents[2]), "--fasta", str(DATA / "tiny.fa"),
+                 "--batch-size", "1", "--device", "cpu", "--out", str(out), *extra])
 
 
 def test_predict_region_and_merge(checkpoint, tmp_path, capsys):
@@ -48,7 +53,7 @@ def test_predict_region_and_merge(checkpoint, tmp_path, capsys):
     assert main(["merge-regions", *map(str, parts), "--out", str(tmp_path / "m.h5")]) == 0
     genome = Genome(DATA / "tiny.fa")
     model = NucleicTransformer(ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,)))
-    model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True)["model"])
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     track = predict_genome(partial(predict, model, batch_size=1), genome, 10, 5, progress=False)
     with MatrixStore(tmp_path / "m.h5") as store:
         scores, bins = store.read("chr1")
@@ -66,6 +71,8 @@ def test_predict_region_bad_input(checkpoint, tmp_path, capsys):
     assert "has no sample(s) ['s9']; it has s1, s2, s3, s4" in capsys.readouterr().err
     assert predict_region(checkpoint, tmp_path / "a.npz", "--region", "chr1:40-60") == 2
     assert "chr1:40-60 is not inside chr1 (0-50)" in capsys.readouterr().err
+    assert predict_region(checkpoint, tmp_path / "a.npz", "--region", "chr1:0-30", "--window", "2") == 2
+    assert "record 2026-01-01_toy: a window of 2 bp is outside what" in capsys.readouterr().err
     assert not list(tmp_path.glob("a.*"))
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from seq2epi import cli
+from seq2epi import cli, records
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +62,13 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
         assert (smoke_record / written).exists(), written
     index = (workbook / "executed" / "INDEX.md").read_text()
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index
+    spec = records.Record.find(smoke_record).spec()  # 02 stored it, 03 added thresholds and temperatures
+    threshold = metrics["marks"]["H3K4me3"]["transformer"]["threshold"]
+    assert spec["marks"] == ["H3K4me3"] and spec["thresholds"] == [threshold]
+    assert len(spec["temperature"]) == 1
+    params = yaml.safe_load((smoke_record / "parameters.yaml").read_text())
+    assert spec["window"] == params["window"] and spec["parameters"] == params
+    assert records.Record.find(smoke_record).predictor().window == params["window"]
 
 
 def test_pretraining_stage_hands_its_encoder_to_training(tmp_path, monkeypatch):

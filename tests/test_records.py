@@ -3,9 +3,12 @@ import json
 import re
 import threading
 
+import numpy as np
 import pytest
 import yaml
+from conftest import make_record as make_full_record
 
+import seq2epi
 from seq2epi import records
 
 
@@ -69,15 +72,64 @@ def test_records_are_never_overwritten(tmp_path):
     assert (first.name, second.name) == ("2021-05-03_train1", "2021-05-03_train1_2")
 
 
-def test_find_record_takes_the_newest_record_of_an_experiment(tmp_path):
+def test_find_takes_a_record_name_or_the_newest_record_of_an_experiment(tmp_path):
     for name in ("2021-05-03_a", "2021-05-04_a", "2021-05-04_a_9", "2021-05-04_a_13", "2021-05-04_ab"):
         make_record(tmp_path, name, experiment=name[11:].split("_")[0])
-    assert records.find_record(tmp_path, "a").name == "2021-05-04_a_13"
-    assert records.find_record(tmp_path, "2021-05-03_a").name == "2021-05-03_a"
-    with pytest.raises(FileNotFoundError, match="no record of experiment 'c'"):
-        records.find_record(tmp_path, "c")
+    assert records.Record.find("a", tmp_path).name == "2021-05-04_a_13"
+    assert records.Record.find("2021-05-03_a", tmp_path).name == "2021-05-03_a"
+    assert records.Record.find(tmp_path / "2021-05-04_ab", tmp_path).params == {"experiment": "ab"}
+    with pytest.raises(FileNotFoundError, match=f"no record named 'c' and no record of experiment 'c' in "
+                                                f"{tmp_path}"):
+        records.Record.find("c", tmp_path)
     with pytest.raises(ValueError, match=r"'../2021-05-03_a' is not a record or experiment name"):
-        records.find_record(tmp_path / "2021-05-04_a", "../2021-05-03_a")
+        records.Record.find("../2021-05-03_a", tmp_path / "2021-05-04_a")
+
+
+def test_a_record_knows_its_layout(tmp_path):
+    record = records.read_record(finished(make_record(tmp_path, "2021-05-03_a", experiment="a")))
+    (record.path / "02_train.html").write_text("")
+    assert [p.name for p in record.notebooks] == ["01_data_prep.ipynb", "02_train.ipynb", "03_evaluate.ipynb"]
+    assert [p.name for p in record.html] == ["02_train.html"]
+    assert record.checkpoint == record.path / "artifacts" / "checkpoints" / "best.pt"
+    assert (record.figures, record.artifacts) == (record.path / "figures", record.path / "artifacts")
+    assert record.metrics == {"transformer": {"auroc": 0.91, "mcc": 0.7}} and len(record.history) == 2
+    assert record.params == records.read_parameters(record.parameters_path.parent)
+
+
+def dataset(lengths, split):
+    n = len(lengths)
+    return {"tokens": np.zeros((n, max(lengths)), np.uint8), "lengths": np.array(lengths, np.int32),
+            "labels": np.zeros(n, np.float32), "split": np.array(split)}
+
+
+def test_inference_spec_says_how_the_model_is_used():
+    whole = dataset([30, 24, 12], ["val", "train", "train"])
+    params = {"input": "csv", "mark": "H3K4me3", "kmers": [7], "rc_average": True, "predict_stride": 25,
+              "crop_length": 0, "data_dir": datetime.date(2024, 1, 1)}
+    spec = records.inference_spec(params, whole)
+    assert spec["marks"] == ["H3K4me3"] and spec["window"] == 24 and spec["fixed_length"] is False
+    assert (spec["kmers"], spec["predict_stride"], spec["rc_average"]) == ([7], 25, True)
+    assert spec["parameters"]["data_dir"] == "2024-01-01" and spec["version"] == seq2epi.__version__
+    assert spec["thresholds"] is None and spec["temperature"] is None
+    assert records.inference_spec(params | {"crop_length": 16}, whole)["window"] == 16
+    genome = records.inference_spec({"input": "genome", "marks": ["a", "b"], "window": 200}, None)
+    assert (genome["window"], genome["marks"], genome["data_sha256"]) == (200, ["a", "b"], None)
+
+
+def test_an_old_checkpoint_gets_the_same_spec_from_its_record(tmp_path):
+    new = records.Record.find(make_full_record(tmp_path / "new")).spec()
+    old = records.Record.find(make_full_record(tmp_path / "old", spec=False)).spec()
+    assert old == new and new["thresholds"] == [0.4, 0.6] and len(new["data_sha256"]) == 64
+
+
+def test_the_data_fingerprint_changes_with_any_array():
+    data = dataset([30, 24, 12], ["val", "train", "train"])
+    same = records.fingerprint(dataset([30, 24, 12], ["val", "train", "train"]))
+    assert records.fingerprint(data) == same and len(same) == 64
+    for name in records.DATASET_ARRAYS:
+        changed = dict(data)
+        changed[name] = np.array(["val", "train", "val"]) if name == "split" else data[name].copy() + 1
+        assert records.fingerprint(changed) != same, name
 
 
 def test_index_lists_records_with_their_metrics(tmp_path):

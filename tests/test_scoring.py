@@ -1,9 +1,7 @@
 import gzip
-import json
 import shutil
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import cyvcf2
@@ -13,37 +11,20 @@ import pysam
 import pytest
 import torch
 import yaml
-from conftest import make_toy_model
+from conftest import RECORD_MARKS, RECORD_STRIDE, RECORD_WINDOW, make_record, make_toy_model
 
-from seq2epi import calibrate, datasets, scoring
+from seq2epi import calibrate, datasets, records, scoring, train
 from seq2epi.predict import predict
 from seq2epi.sequence import PAD, Genome, decode, encode
 from seq2epi.variants import Variants, variety_sequence
 
 DATA = Path(__file__).parent / "data"
-MARKS = ["H3K4me3", "H3K9ac"]
-WINDOW, STRIDE = 20, 5
+MARKS, WINDOW, STRIDE = RECORD_MARKS, RECORD_WINDOW, RECORD_STRIDE
 
 
-def make_record(folder: Path, marks=MARKS, thresholds=(0.4, 0.6), window=WINDOW, stride=STRIDE,
-                state=None) -> Path:
-    """A record folder as 01-03 leave it: parameters.yaml, metrics.json and a toy best.pt."""
-    model = make_toy_model(kmers=(5,), n_targets=len(marks))
-    (folder / "artifacts" / "checkpoints").mkdir(parents=True)
-    params = {"experiment": "toy", "mark": marks[0], "marks": list(marks), "window": window,
-              "predict_stride": stride, "rc_average": False}
-    (folder / "parameters.yaml").write_text(yaml.safe_dump(params))
-    per_mark = {m: {"transformer": {"threshold": t}} for m, t in zip(marks, thresholds, strict=True)}
-    (folder / "metrics.json").write_text(json.dumps({"transformer": per_mark[marks[0]]["transformer"],
-                                                     "marks": per_mark}))
-    torch.save({"model": state or model.state_dict(), "model_config": asdict(model.config), "epoch": 1},
-               folder / scoring.CHECKPOINT)
-    return folder
-
-
-@pytest.fixture
-def record(tmp_path):
-    return make_record(tmp_path / "executed" / "2026-01-01_toy")
+def load(record, **kw):
+    """The record's predictor (Record.predictor)."""
+    return records.Record.find(record).predictor(**kw)
 
 
 def gc(tokens, lengths=None):
@@ -158,8 +139,8 @@ def test_batches_across_records_do_not_change_scores():
 
 
 def test_a_short_sequence_scores_as_alone_in_a_batch_of_long_ones(record):
-    scorer = scoring.load_scorer(record)
-    predictor = scorer.predictor(batch_size=4)
+    scorer = load(record)
+    predictor = load(record, batch_size=4)
     entries = [scoring.Entry("long", "ACGTTTGGCCAAGGTTCCAAGGCCGGACGTACGTTTGG"),
                scoring.Entry("short", "GGCCAAGGTTCC")]
     table, = (t for t, _ in scoring.score_sequences(predictor, entries, scorer.marks, scorer.thresholds,
@@ -170,40 +151,97 @@ def test_a_short_sequence_scores_as_alone_in_a_batch_of_long_ones(record):
 
 # ---- the record ----
 
-def test_a_csv_record_scores_with_the_length_it_trained_on(record):
-    params = yaml.safe_load((record / "parameters.yaml").read_text()) | {"input": "csv", "crop_length": 16}
-    (record / "parameters.yaml").write_text(yaml.safe_dump(params))
-    assert scoring.load_scorer(record).window == 16  # the crop, not genome mode's window
+def test_a_record_without_spec_reads_it_from_its_files(tmp_path):
+    record = make_record(tmp_path / "old", spec=False, input="csv", crop_length=16)
+    assert load(record).window == 16  # the crop, not genome mode's window
+    params = yaml.safe_load((record / "parameters.yaml").read_text())
     (record / "parameters.yaml").write_text(yaml.safe_dump(params | {"crop_length": 0}))
-    with pytest.raises(FileNotFoundError, match="crop_length 0.*dataset.npz"):
-        scoring.load_scorer(record)
-    datasets.save_dataset(record / "artifacts" / "dataset.npz", np.zeros((3, 30)), [30, 24, 12], [1, 0, 1],
+    (record / records.DATASET).unlink()
+    with pytest.raises(FileNotFoundError, match="record old trained on whole csv sequences .crop_length 0.*"
+                                                "dataset.npz, which is missing"):
+        load(record)
+    datasets.save_dataset(record / records.DATASET, np.zeros((3, 30)), [30, 24, 12], [1, 0, 1],
                           ["val", "train", "train"])
-    assert scoring.load_scorer(record).window == 24  # whole sequences: the longest in training
+    scorer = load(record)
+    assert scorer.window == 24 and scorer.thresholds.tolist() == [0.4, 0.6]  # the longest in training
 
 
-def test_load_scorer_reads_the_record(record, tmp_path, monkeypatch):
-    scorer = scoring.load_scorer(record)
+def test_the_checkpoint_spec_wins_over_what_the_record_files_say_now(record):
+    params = yaml.safe_load((record / "parameters.yaml").read_text())
+    (record / "parameters.yaml").write_text(yaml.safe_dump(params | {"window": 1000, "predict_stride": 7}))
+    (record / "metrics.json").unlink()
+    torch_spec = records.Record.find(record).spec()
+    assert (torch_spec["window"], torch_spec["predict_stride"]) == (WINDOW, STRIDE)
+    scorer = load(record)
+    assert (scorer.window, scorer.stride) == (WINDOW, STRIDE) and scorer.thresholds.tolist() == [0.4, 0.6]
+
+
+def test_the_predictor_carries_the_record(record, tmp_path, monkeypatch):
+    scorer = load(record)
     assert scorer.marks == MARKS and (scorer.window, scorer.stride) == (WINDOW, STRIDE)
     assert scorer.thresholds.tolist() == [0.4, 0.6] and scorer.temperature is None
+    assert not scorer.model.training and scorer.record == "2026-01-01_toy"
+    assert scorer(encode("ACGTTTGGCCAAGGTTCCAAGG")[None]).shape == (1, 2)
     for name in ("parameters", "notebooks"):
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path)
-    assert scoring.load_scorer("toy").record == tmp_path / "executed" / "2026-01-01_toy"
+    assert load("toy").record == "2026-01-01_toy"
     newer = make_record(tmp_path / "executed" / "2026-01-02_toy")
-    assert scoring.find_record("toy") == newer
-    (newer / "FAILED").write_text("03_evaluate.ipynb failed\n")  # an experiment id skips a failed record
-    assert scoring.find_record("toy") == record and scoring.find_record(newer.name) == newer
+    assert load("toy").record == newer.name  # an experiment id means its newest record
+    (newer / "FAILED").write_text("03_evaluate.ipynb failed\n")
+    with pytest.raises(ValueError, match="2026-01-02_toy is of a run that did not finish"):
+        load("toy")
+    assert load(record.name).record == record.name  # an older record by its name
 
 
-def test_a_failed_record_or_one_without_checkpoint_is_refused(record):
+def test_a_window_override_is_checked_against_the_model(record):
+    assert load(record, window=30).window == 30
+    with pytest.raises(ValueError, match=r"record 2026-01-01_toy: a window of 4 bp is outside what its model "
+                                         r"takes \(5 bp, its largest k-mer, to 5000 bp"):
+        load(record, window=4)
+    with pytest.raises(ValueError, match="a window of 5001 bp is outside"):
+        load(record, window=5001)
+
+
+def test_cuda_without_a_gpu_says_so(record, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda' was asked for, but this machine has no CUDA GPU"):
+        load(record, device="cuda")
+
+
+def test_the_command_with_cuda_on_a_machine_without_it_says_so(record, tmp_path, monkeypatch, capsys):
+    from seq2epi.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["predict", str(record), str(DATA / "scoring.fa"), "--out", str(tmp_path / "s.tsv"),
+                 "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and "version" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_thresholds_and_temperatures_added_by_03_travel_in_the_checkpoint(record):
+    train.update_spec(record / records.CHECKPOINT, thresholds=[0.3, 0.7], temperature=[2.0, 0.5])
+    (record / "metrics.json").unlink()
+    scorer = load(record)
+    assert scorer.temperature.tolist() == [2.0, 0.5]
+    moved = calibrate.apply_temperature(np.array([[0.3, 0.7]]), [2.0, 0.5])[0]
+    assert scorer.thresholds == pytest.approx(moved)
+
+
+def test_a_failed_record_one_without_thresholds_or_without_checkpoint_is_refused(record):
     (record / "FAILED").write_text("02_train.ipynb failed: CUDA out of memory\n")
     with pytest.raises(ValueError, match="did not finish .its FAILED file: 02_train.ipynb failed: CUDA"):
-        scoring.load_scorer(record)
+        load(record)
     (record / "FAILED").unlink()
-    (record / scoring.CHECKPOINT).unlink()
+    train.update_spec(record / records.CHECKPOINT, thresholds=None)
+    (record / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match="2026-01-01_toy has no validation-chosen thresholds: "
+                                                "03_evaluate did not run"):
+        scoring.predict_file(load(record), DATA / "scoring.csv", record / "out.tsv", progress=False)
+    assert load(record).thresholds is None and not (record / "out.tsv").exists()  # a map needs none
+    (record / records.CHECKPOINT).unlink()
     with pytest.raises(FileNotFoundError, match="has no checkpoint artifacts/checkpoints/best.pt"):
-        scoring.load_scorer(record)
+        load(record)
 
 
 def test_a_checkpoint_of_another_model_version_names_the_missing_keys(tmp_path):
@@ -211,24 +249,24 @@ def test_a_checkpoint_of_another_model_version_names_the_missing_keys(tmp_path):
     del state["pool.p"]
     record = make_record(tmp_path / "r", state=state)
     with pytest.raises(ValueError, match=r"from another version of the model: it lacks pool.p"):
-        scoring.load_scorer(record)
+        load(record)
 
 
 def test_calibrated_record_reports_calibrated_probabilities_with_the_same_calls(record):
-    raw = scoring.load_scorer(record)
-    calibrate.save(record / "artifacts" / "checkpoints" / scoring.CALIBRATION, MARKS, [2.0, 0.5])
-    scorer = scoring.load_scorer(record)
+    raw = load(record)
+    calibrate.save(record / "artifacts" / "checkpoints" / records.CALIBRATION.name, MARKS, [2.0, 0.5])
+    scorer = load(record)
     tokens = encode("ACGTTTGGCCAAGGTTCCAAGGCCGG")[None]
-    expected = calibrate.apply_temperature(raw.predictor()(tokens), [2.0, 0.5])
-    assert scorer.predictor()(tokens) == pytest.approx(expected, abs=1e-6)
+    expected = calibrate.apply_temperature(raw(tokens), [2.0, 0.5])
+    assert scorer(tokens) == pytest.approx(expected, abs=1e-6)
     moved = calibrate.apply_temperature(raw.thresholds[None], [2.0, 0.5])[0]
     assert scorer.thresholds == pytest.approx(moved)
-    calls = scorer.predictor()(tokens) >= scorer.thresholds
-    assert (calls == (raw.predictor()(tokens) >= raw.thresholds)).all()
+    calls = scorer(tokens) >= scorer.thresholds
+    assert (calls == (raw(tokens) >= raw.thresholds)).all()
 
 
 def test_predict_file_writes_the_table_and_scores_a_labelled_csv(record, tmp_path):
-    scorer = scoring.load_scorer(record)
+    scorer = load(record)
     result = scoring.predict_file(scorer, DATA / "scoring.csv", tmp_path / "out.tsv",
                                   per_window=tmp_path / "windows.tsv.gz", progress=False)
     table = pd.read_csv(tmp_path / "out.tsv", sep="\t")
@@ -245,7 +283,7 @@ def test_predict_file_writes_the_table_and_scores_a_labelled_csv(record, tmp_pat
 def test_predict_file_warns_of_sequences_it_cannot_score(record, tmp_path):
     (tmp_path / "n.fa").write_text(">ok\nACGTTTGGCCAAGGTTCCAAGG\n>gap\nNNNNNNNNNNNNNNNNNNNNNNNN\n")
     with pytest.warns(UserWarning, match=r"n.fa: 1 sequence\(s\) have no window to score .*: gap"):
-        result = scoring.predict_file(scoring.load_scorer(record), tmp_path / "n.fa", tmp_path / "o.tsv",
+        result = scoring.predict_file(load(record), tmp_path / "n.fa", tmp_path / "o.tsv",
                                       progress=False)
     assert result["unscored"] == 1 and not list(tmp_path.glob(".tmp-*"))
 
@@ -286,7 +324,7 @@ def test_an_indel_alt_window_is_the_variety_sequence_the_map_builds(tmp_path, ro
 
 def load_scored(record, tmp_path, rows, **kw):
     vcf = write_vcf(tmp_path / "in.vcf", rows)
-    scorer = scoring.load_scorer(record)
+    scorer = load(record)
     counts = scoring.score_vcf(scorer, vcf, DATA / "tiny.fa", tmp_path / "v.tsv", progress=False, **kw)
     return scorer, counts, pd.read_csv(tmp_path / "v.tsv", sep="\t", keep_default_na=False, na_values=[""])
 
@@ -304,7 +342,7 @@ def test_score_variants_scores_each_distinct_variant_once_and_skips_with_a_reaso
     ref_window = genome.tokens("chr1", 10, 30)
     alt_window = ref_window.copy()
     alt_window[10] = 2  # A -> G at base 20
-    expected = scorer.predictor()(np.stack([ref_window, alt_window]))
+    expected = scorer(np.stack([ref_window, alt_window]))
     got = table[(table["alt"] == "G")].set_index("mark")
     assert got.loc[MARKS, "ref_prob"].to_numpy() == pytest.approx(expected[0], abs=1e-5)
     assert got.loc[MARKS, "alt_prob"].to_numpy() == pytest.approx(expected[1], abs=1e-5)
@@ -320,7 +358,7 @@ def test_tiled_reports_the_largest_difference_over_the_track_windows(record, tmp
     ref = np.stack([genome.tokens("chr1", s, s + WINDOW) for s in starts])
     alt = ref.copy()
     alt[np.arange(4), 20 - np.array(starts)] = 2
-    predictor = scorer.predictor()
+    predictor = scorer
     diff = predictor(alt) - predictor(ref)
     expected = diff[np.abs(diff).argmax(0), [0, 1]]
     assert table.set_index("mark").loc[MARKS, "tiled_diff"].to_numpy() == pytest.approx(expected, abs=1e-5)
@@ -330,7 +368,7 @@ def test_region_and_chromosome_aliases_as_in_the_map(record, tmp_path):
     rows = ["1 21 . A G . PASS . GT 1/1", "1 35 . T A . PASS . GT 1/1"]
     vcf = write_vcf(tmp_path / "in.vcf", rows, contigs=("1",))
     with pytest.warns(UserWarning, match="1 -> chr1"):
-        counts = scoring.score_vcf(scoring.load_scorer(record), vcf, DATA / "tiny.fa", tmp_path / "v.tsv",
+        counts = scoring.score_vcf(load(record), vcf, DATA / "tiny.fa", tmp_path / "v.tsv",
                                    region=("chr1", 30, 40), progress=False)
     assert counts["records"] == 1
     assert pd.read_csv(tmp_path / "v.tsv", sep="\t")["pos"].unique().tolist() == [35]

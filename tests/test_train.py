@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from seq2epi.train import (
     lr_at,
     selection_column,
     set_threads,
+    update_spec,
 )
 
 
@@ -42,6 +44,9 @@ def scores(history: pd.DataFrame) -> pd.DataFrame:
     return history.drop(columns=TIMING_COLUMNS)
 
 
+SPEC = {"marks": ["motif"], "window": 40, "thresholds": None}  # as records.inference_spec gives it, shorter
+
+
 @pytest.fixture(scope="module")
 def data():
     return make_motif_data(512, seed=0, rc_augment=True), make_motif_data(256, seed=1, rc_augment=True)
@@ -50,7 +55,7 @@ def data():
 @pytest.fixture(scope="module")
 def full_run(data, tmp_path_factory):
     model, out = toy_model(), tmp_path_factory.mktemp("full")
-    return model, fit(model, *data, CFG, out, progress=False), out
+    return model, fit(model, *data, CFG, out, progress=False, spec=SPEC), out
 
 
 def test_model_learns_motif(full_run):
@@ -93,8 +98,21 @@ def test_load_checkpoint(full_run, data):
     torch.testing.assert_close(loaded(x), model.eval()(x))
     best = load_checkpoint(out / "best.pt")[1]
     assert best["history"][-1]["val_auc"] == history.val_auc.max()
+    assert ck["spec"] == best["spec"] == SPEC  # every checkpoint carries how its model is used
     with pytest.raises(FileNotFoundError):
         load_checkpoint(out / "missing.pt")
+
+
+def test_update_spec_adds_to_the_checkpoint_and_keeps_the_rest(full_run, tmp_path):
+    _, _, out = full_run
+    shutil.copy(out / "best.pt", tmp_path / "best.pt")
+    spec = update_spec(tmp_path / "best.pt", thresholds=[0.4], temperature=[1.5])
+    model, ck = load_checkpoint(tmp_path / "best.pt")
+    assert spec == ck["spec"] == SPEC | {"thresholds": [0.4], "temperature": [1.5]}
+    before = load_checkpoint(out / "best.pt")[1]
+    assert ck["epoch"] == before["epoch"] and list(tmp_path.iterdir()) == [tmp_path / "best.pt"]
+    for name, weights in before["model"].items():
+        assert torch.equal(weights, ck["model"][name]), name
 
 
 def test_init_from_copies_a_checkpoint_of_the_same_architecture(full_run, data):

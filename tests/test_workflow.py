@@ -1,17 +1,16 @@
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from conftest import make_record
 
+from seq2epi import records
 from seq2epi.maps import map_varieties
-from seq2epi.model import ModelConfig, NucleicTransformer
 from seq2epi.predict import predict
 from seq2epi.sequence import Genome
 from seq2epi.simulate import simulate_demo
@@ -29,12 +28,10 @@ pytest.importorskip("snakemake")
 def test_snakefile_merges_the_single_process_matrix(tmp_path):
     simulate_demo(tmp_path / "demo", n_chroms=2, chrom_len=20000, n_varieties=3)
     fasta, vcf = tmp_path / "demo" / "genome.fa", tmp_path / "demo" / "variants.vcf"
-    cfg = ModelConfig(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(3,))
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "best.pt"
-    torch.save({"model": NucleicTransformer(cfg).state_dict(), "model_config": asdict(cfg)}, checkpoint)
-    config = dict(checkpoint=str(checkpoint), fasta=str(fasta), vcf=str(vcf), window=200, stride=100,
-                  region_size=10000, batch_size=64, device="cpu", out_dir=str(tmp_path / "map"))
+    record = make_record(tmp_path / "2026-01-01_toy", marks=["score"], thresholds=(0.5,), window=200,
+                         stride=100)  # the window and the stride come from the record: none in the config
+    config = dict(record=str(record), fasta=str(fasta), vcf=str(vcf), region_size=10000, batch_size=64,
+                  device="cpu", out_dir=str(tmp_path / "map"))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
@@ -45,7 +42,7 @@ def test_snakefile_merges_the_single_process_matrix(tmp_path):
     genome = Genome(fasta)
     regions = map_regions(genome.chrom_sizes, 200, 100, 10000)
     assert len(list((tmp_path / "map" / "parts").rglob("*.npz"))) == len(regions) == 4
-    model, _ = load_checkpoint(tmp_path / "best.pt")
+    model, _ = load_checkpoint(record / records.CHECKPOINT)
     rows = [REFERENCE, *read_samples(vcf)]
     with MatrixStore.create(tmp_path / "single.h5", rows, genome.chrom_sizes, 200, 100) as single:
         map_varieties(partial(predict, model, batch_size=64), genome, single, regions, vcf, progress=False)

@@ -53,7 +53,7 @@ def _record_bytes(record: Path) -> int:
 
 def _rerender(args) -> None:
     executed = parameters.project_root() / "executed"
-    folders = [records.find_record(executed, name) for name in args.records] or \
+    folders = [records.Record.find(name, executed).path for name in args.records] or \
         sorted(p for p in executed.iterdir() if (p / "parameters.yaml").exists())
     for record in folders:
         before = _record_bytes(record)
@@ -84,32 +84,23 @@ def _chrom_alias(text: str | None) -> dict[str, str]:
 
 def _predict_region(args) -> None:
     # imported here so that `seq2epi run | compare | list` start without torch
-    from functools import partial
-
     from seq2epi.intervals import parse_region
     from seq2epi.maps import region_scores
-    from seq2epi.predict import predict
     from seq2epi.sequence import Genome
     from seq2epi.tracks import write_part
-    from seq2epi.train import load_checkpoint
 
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out} must be an .npz file (one region part).")
-    model, _ = load_checkpoint(args.checkpoint, args.device)
-    n_targets = model.config.n_targets
-    marks = _names(args.marks) or (["score"] if n_targets == 1 else [f"target{i}" for i in range(n_targets)])
-    if len(marks) != n_targets:
-        raise ValueError(f"--marks names {len(marks)} mark(s), but checkpoint {args.checkpoint} predicts "
-                         f"{n_targets} target(s).")
+    record = records.Record.find(args.record)
+    predictor = record.predictor(_device(args.device), args.batch_size, args.window)
+    stride = args.stride or predictor.stride
     alias = _chrom_alias(args.chrom_alias)
     genome = Genome(args.fasta)
     region = parse_region(args.region)
-    predictor = partial(predict, model, batch_size=args.batch_size, device=args.device,
-                        rc_average=args.rc_average, precision=args.precision)
-    scores, rows, stats = region_scores(predictor, genome, region, args.window, args.stride, args.vcf,
-                                        _names(args.samples), n_targets, het=args.het, missing=args.missing,
-                                        chrom_alias=alias)
-    write_part(args.out, region, scores, rows, marks, genome.chrom_sizes, args.window, args.stride)
+    scores, rows, stats = region_scores(predictor, genome, region, predictor.window, stride, args.vcf,
+                                        _names(args.samples), len(predictor.marks), het=args.het,
+                                        missing=args.missing, chrom_alias=alias)
+    write_part(args.out, region, scores, rows, predictor.marks, genome.chrom_sizes, predictor.window, stride)
     print(f"{args.region}: {stats['distinct']} distinct of {stats['total']} windows predicted -> {args.out}")
 
 
@@ -128,12 +119,11 @@ def _device(name: str) -> str:
 def _predict(args) -> None:
     from seq2epi import scoring
 
-    device = _device(args.device)
-    scorer = scoring.load_scorer(args.record, device)
-    result = scoring.predict_file(scorer, args.input, args.out, args.fasta, args.per_window, args.batch_size,
-                                  device, progress=not args.quiet)
-    calibrated = ", calibrated" if scorer.temperature is not None else ""
-    print(f"{scoring.predict_summary(result)} with {scorer.record.name} ({', '.join(scorer.marks)}"
+    predictor = records.Record.find(args.record).predictor(_device(args.device), args.batch_size)
+    result = scoring.predict_file(predictor, args.input, args.out, args.fasta, args.per_window,
+                                  progress=not args.quiet)
+    calibrated = ", calibrated" if predictor.temperature is not None else ""
+    print(f"{scoring.predict_summary(result)} with {predictor.record} ({', '.join(predictor.marks)}"
           f"{calibrated}) -> {args.out}")
     if "no_metrics" in result:
         print(result["no_metrics"])
@@ -147,12 +137,11 @@ def _score_variants(args) -> None:
     from seq2epi import scoring
     from seq2epi.intervals import parse_region
 
-    device = _device(args.device)
-    scorer = scoring.load_scorer(args.record, device)
+    predictor = records.Record.find(args.record).predictor(_device(args.device), args.batch_size)
     alias = _chrom_alias(args.chrom_alias)
     region = parse_region(args.region) if args.region else None
-    counts = scoring.score_vcf(scorer, args.vcf, args.fasta, args.out, region, args.tiled, args.out_vcf,
-                               alias, args.batch_size, device, progress=not args.quiet)
+    counts = scoring.score_vcf(predictor, args.vcf, args.fasta, args.out, region, args.tiled, args.out_vcf,
+                               alias, progress=not args.quiet)
     skipped = {k: v for k, v in counts.items() if k not in ("records", "variants", "scored", "repeats")}
     print(f"{counts['records']} records, {counts['variants']} distinct variants: {counts.get('scored', 0)} "
           f"scored, {sum(skipped.values())} skipped {skipped or ''} -> {args.out}"
@@ -192,23 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     rerender.set_defaults(func=_rerender)
 
     region = sub.add_parser("predict-region", help="predict the reference and every variety over one region")
-    region.add_argument("--checkpoint", required=True, help="a checkpoint saved by training (best.pt)")
+    region.add_argument("--record", required=True,
+                        help="a record folder, record name or experiment id (its newest record): its model, "
+                        "marks, window, rc_average and precision")
     region.add_argument("--fasta", required=True, help="the reference genome")
     region.add_argument("--vcf", help="multi-sample VCF of the varieties (none: the reference only)")
     region.add_argument("--samples", help="comma-separated, or a file with one per line (default: all)")
     region.add_argument("--region", required=True, help="chrom:start-end, 0-based half-open")
-    region.add_argument("--window", type=int, required=True, help="model window in bp")
-    region.add_argument("--stride", type=int, required=True, help="bp between windows (the bin width)")
+    region.add_argument("--window", type=int, help="model window in bp (default: the record's)")
+    region.add_argument("--stride", type=int, help="bp between windows, the bin width (default: the record's "
+                        "predict_stride)")
     region.add_argument("--batch-size", type=int, default=256)
-    region.add_argument("--device", default="cpu")
-    region.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="auto: bf16 on sm80+, fp16 on sm70/75, fp32 on CPU")
-    region.add_argument("--rc-average", action="store_true", help="average with the reverse complement")
+    region.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
     region.add_argument("--het", default="ref", choices=["ref", "alt", "n"], help="heterozygous calls")
     region.add_argument("--missing", default="ref", choices=["ref", "n"], help="missing calls")
     region.add_argument("--chrom-alias", help="VCF=FASTA chromosome names, e.g. 1=chr01,2=chr02 (the forms "
                         "1, chr1, chr01, Chr1 are matched without it when one FASTA name fits)")
-    region.add_argument("--marks", help="comma-separated names of the model's targets (default: score)")
     region.add_argument("--out", required=True, help="the region part (.npz)")
     region.set_defaults(func=_predict_region)
 

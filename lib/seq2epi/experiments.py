@@ -196,14 +196,14 @@ DISK_FAULTS = {errno.EROFS: "the file system is read-only", errno.ENOSPC: "the d
 
 
 def resolve_reference(key: str, value: str, executed: Path) -> str:
-    """A parameter naming another record's file as `<record or experiment id>[/<path>]` (an experiment id: its
-    newest record; no path: its best checkpoint) → the path from a record beside it; a path (`../…`, `/…`)
-    stays as given."""
+    """A parameter naming another record as `<record or experiment id>[/<path>]` (an experiment id: its newest
+    record) → `checkpoint`: the record's name (04 predicts as its spec says); `init_checkpoint`: the path of
+    the file (no path: its best checkpoint) from a record beside it. A path (`../…`, `/…`) stays as given."""
     if not value or value.startswith((".", "/")):
         return value
     name, _, inside = value.partition("/")
     try:
-        record = records.find_record(executed, name)
+        record = records.Record.find(name, executed).path
     except (FileNotFoundError, ValueError):
         raise ValueError(f"parameter {key!r} = {value!r} names no record: expected a record folder or an "
                          f"experiment id with a record in {executed}") from None
@@ -211,6 +211,8 @@ def resolve_reference(key: str, value: str, executed: Path) -> str:
         raise FileNotFoundError(f"parameter {key!r} = {value!r}: record {record.name} has no "
                                 f"{inside or BEST_CHECKPOINT} (artifacts stay on the machine that ran it)")
     print(f"{key}: {value} is record {record.name}", file=sys.stderr)
+    if key == "checkpoint" and not inside:
+        return record.name
     return f"../{record.name}/{inside or BEST_CHECKPOINT}"
 
 
@@ -326,7 +328,11 @@ def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progre
     if not re.fullmatch(r"[A-Za-z_]\w*", by):
         raise ValueError(f"--by {by!r} is not a parameter name (e.g. kmers, train_seed, experiment)")
     executed = root / "executed"
-    found = [records.read_record(records.find_record(executed, n)) for n in names]
+    found = [records.Record.find(n, executed) for n in names]
+    outside = [str(r.path) for r in found if r.path.resolve().parent != executed.resolve()]
+    if outside:
+        raise ValueError(f"{', '.join(outside)}: compare takes records of {executed}, by name or experiment "
+                         "id.")
     marks = {r.name: r.mark for r in found}
     if by not in ("mark", "marks") and len(set(marks.values())) > 1:
         named = ", ".join(f"{name}: {mark}" for name, mark in marks.items())

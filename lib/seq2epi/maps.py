@@ -29,7 +29,7 @@ def predict_varieties(predictor: Predictor, genome: Genome, variants: Variants |
                       ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Scores [n_samples + 1, n_bins] (or [..., n_targets]) of the reference and every variety over a region.
 
-    `predictor(tokens, lengths)` gives probabilities, e.g. functools.partial(predict.predict, model, ...).
+    `predictor(tokens, lengths)` gives probabilities [n] or [n, n_targets], e.g. Record.predictor(...).
     Each distinct window is predicted once; windows more than `max_n_fraction` N (or PAD, where deletions ran
     out of chromosome) score NaN. Bins are `stride` wide and centred on the windows, as in predict_genome.
     dedup: how distinct windows are found, "alleles" (by allele pattern) or "bytes" (every window built and
@@ -45,7 +45,7 @@ def predict_varieties(predictor: Predictor, genome: Genome, variants: Variants |
         keep = np.flatnonzero((uniq >= N).sum(1) <= max_n_fraction * window)
         scores = np.full((len(uniq),) + targets, np.nan, np.float32)
         if keep.size:
-            scores[keep] = predictor(uniq[keep], lengths[keep])
+            scores[keep] = np.reshape(predictor(uniq[keep], lengths[keep]), (keep.size,) + targets)
         parts.append(scores[inverse])
         distinct += len(uniq)
     scores = np.concatenate(parts, axis=1)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import prepare, tiling
+from . import calibrate, prepare, tiling, train
+from .model import ModelConfig, NucleicTransformer
 from .precision import autocast, resolve_precision
 from .progress import bar, meter
 from .sequence import PAD, Genome, N, reverse_complement
+
+if TYPE_CHECKING:
+    from .records import Record
 
 
 def predict(
@@ -141,6 +146,111 @@ def _probs(model: torch.nn.Module, batch: np.ndarray, device: torch.device, dtyp
     with autocast(device, dtype):
         out = model(x.to(device, non_blocking=True).long(), padded=padded).float()
     return out if raw else torch.sigmoid(out)
+
+
+def check_device(device: str | torch.device) -> None:
+    """A CUDA device asked for on a machine without one is one sentence, before any checkpoint is read."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but this machine has no CUDA GPU "
+                         "(torch.cuda.is_available() is False): use --device cpu, or auto.")
+
+
+def _few(names, n: int = 5) -> str:
+    names = list(names)
+    return ", ".join(map(str, names[:n])) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """train.load_checkpoint; a checkpoint of another version of the model gets one clear sentence."""
+    check_device(device)
+    try:
+        return train.load_checkpoint(path, device)
+    except (RuntimeError, TypeError, KeyError) as err:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(err, RuntimeError) or "model_config" not in ck:
+            raise ValueError(f"checkpoint {path} holds no model config this version reads ({err}); it was "
+                             "written by another version of seq2epi.") from None
+        expected = set(NucleicTransformer(ModelConfig(**ck["model_config"])).state_dict())
+        missing, unexpected = sorted(expected - set(ck["model"])), sorted(set(ck["model"]) - expected)
+        detail = (f"it lacks {_few(missing) or 'nothing'} and has {_few(unexpected) or 'nothing'} this "
+                  f"version does not know" if missing or unexpected else str(err).splitlines()[-1].strip())
+        raise ValueError(f"checkpoint {path} is from another version of the model: {detail}; score it with "
+                         "the seq2epi version that trained it, or retrain the record.") from None
+
+
+@dataclass
+class Predictor:
+    """A record's model ready to predict, called as predictor(tokens [n, L], lengths [n]) -> probabilities
+    [n, marks] (calibrated when the record has temperatures), with what its spec says about using it."""
+
+    model: torch.nn.Module
+    marks: list[str]
+    window: int
+    stride: int
+    rc_average: bool
+    thresholds: np.ndarray | None  # [marks], on the scale of the probabilities reported; None before 03
+    temperature: np.ndarray | None = None  # [marks] when the record holds a calibration
+    batch_size: int | str = 256
+    device: str = "cpu"
+    precision: str = "auto"
+    record: str = ""  # the record's name
+
+    @classmethod
+    def of_record(cls, record: Record, device: str = "cpu", batch_size: int | str = 256,
+                  window: int | None = None) -> Predictor:
+        """Record.predictor: the record's best checkpoint with its spec (see Record.spec)."""
+        reason = record.unfinished()
+        if reason:
+            raise ValueError(f"record {record.path} is of a run that did not finish ({reason}); score with a "
+                             "complete record.")
+        if not record.checkpoint.is_file():
+            raise FileNotFoundError(
+                f"record {record.path} has no checkpoint {record.checkpoint.relative_to(record.path)} "
+                f"(artifacts stay where the record ran: rerun `seq2epi run "
+                f"{record.params.get('experiment', '<experiment>')}` or copy its artifacts/).")
+        model, checkpoint = load_model(record.checkpoint, device)
+        spec = record.spec(checkpoint)
+        marks = [str(m) for m in spec["marks"]]
+        if len(marks) != model.config.n_targets:
+            raise ValueError(f"record {record.path}: its spec names {len(marks)} mark(s) {marks}, but its "
+                             f"checkpoint predicts {model.config.n_targets} target(s).")
+        thresholds, temperature = spec.get("thresholds"), spec.get("temperature")
+        if thresholds is not None:
+            thresholds = np.asarray(thresholds, dtype=float)
+        if temperature is not None:
+            temperature = np.asarray(temperature, dtype=float)
+            if thresholds is not None:
+                thresholds = calibrate.apply_temperature(thresholds[None], temperature)[0].astype(float)
+        return cls(model, marks, _window(record, model, spec["window"] if window is None else window),
+                   int(spec["predict_stride"]), bool(spec["rc_average"]), thresholds, temperature, batch_size,
+                   device, spec.get("precision", "auto"), record.name)
+
+    @property
+    def min_length(self) -> int:
+        """The shortest sequence the model takes: its largest k-mer."""
+        return max(self.model.config.kmers)
+
+    def call_thresholds(self) -> np.ndarray:
+        """The thresholds calls are made at; a record 03_evaluate has not scored has none."""
+        if self.thresholds is None:
+            raise FileNotFoundError(f"record {self.record} has no validation-chosen thresholds: 03_evaluate "
+                                    "did not run (no metrics.json), so its calls cannot be made.")
+        return self.thresholds
+
+    def __call__(self, tokens: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        probs = predict(self.model, tokens, lengths, self.batch_size, self.device, self.rc_average,
+                        precision=self.precision)
+        probs = np.asarray(probs).reshape(len(tokens), -1)
+        return probs if self.temperature is None else calibrate.apply_temperature(probs, self.temperature)
+
+
+def _window(record: Record, model: torch.nn.Module, window: int) -> int:
+    """The window to predict with, refused when the model cannot take it."""
+    shortest, longest = max(model.config.kmers), model.config.max_len
+    if not shortest <= int(window) <= longest:
+        raise ValueError(f"record {record.name}: a window of {window} bp is outside what its model takes "
+                         f"({shortest} bp, its largest k-mer, to {longest} bp, its positional encoding).")
+    return int(window)
 
 
 class GenomeInputs(NamedTuple):

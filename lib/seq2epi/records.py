@@ -3,6 +3,7 @@
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -15,7 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from seq2epi.parameters import idle_stages
+import seq2epi
+from seq2epi.parameters import idle_stages, project_root
 
 INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
                  "best val AUC", "test AUROC", "test MCC", "status", "note"]
@@ -82,26 +84,77 @@ def unfinished_record(executed: Path, experiment: str) -> Path | None:
     return records[-1] if records and not (records[-1] / "metrics.json").exists() else None
 
 
-def find_record(executed: Path, name: str) -> Path:
-    """A record folder by its name, or the newest record of an experiment id."""
-    if Path(name).name != name or name.startswith("."):
-        raise ValueError(f"{name!r} is not a record or experiment name: expected a folder name in {executed}")
-    if (executed / name).is_dir():
-        return executed / name
-    matches = records_of(executed, name)
-    if not matches:
-        raise FileNotFoundError(f"no record of experiment {name!r} in {executed}")
-    return matches[-1]
+CHECKPOINT = Path("artifacts") / "checkpoints" / "best.pt"  # the validation-chosen model, with its spec
+CALIBRATION = CHECKPOINT.parent / "calibration.json"  # 03's temperatures, beside it (calibrate.FILENAME)
+DATASET = Path("artifacts") / "dataset.npz"
+DATASET_ARRAYS = ("tokens", "lengths", "labels", "split")  # what the training data's fingerprint hashes
+
+
+def training_window(params: dict, dataset: dict | None) -> int:
+    """The length the model saw in training: genome mode's window, or in csv mode the crop, or with no crop
+    the longest training sequence of the dataset (datasets.load_dataset)."""
+    if params.get("input") != "csv":
+        return int(params.get("window", 200))
+    if int(params.get("crop_length", 0)):
+        return int(params["crop_length"])
+    return int(dataset["lengths"][dataset["split"] == "train"].max())
+
+
+def fingerprint(dataset: dict) -> str:
+    """sha256 of the dataset's arrays (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name in DATASET_ARRAYS:
+        array = np.ascontiguousarray(dataset[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def inference_spec(params: dict, dataset: dict | None) -> dict:
+    """How the model trained on `dataset` (datasets.load_dataset; None: not kept) with `params` (a record's
+    parameters.yaml) must be used: what 02_train stores in every checkpoint (03_evaluate adds the thresholds
+    and temperatures to best.pt's)."""
+    lengths = None if dataset is None else dataset["lengths"][dataset["split"] == "train"]
+    return {"marks": [str(m) for m in params.get("marks") or [params.get("mark", "score")]],
+            "window": training_window(params, dataset),
+            "fixed_length": None if lengths is None else bool(len(np.unique(lengths)) == 1),
+            "kmers": [int(k) for k in params.get("kmers", [])],
+            "predict_stride": int(params.get("predict_stride", 50)),
+            "rc_average": bool(params.get("rc_average", False)),
+            "precision": str(params.get("precision", "auto")),
+            "parameters": json.loads(json.dumps(params, default=str)),  # plain types: torch.load reads them
+            "data_sha256": None if dataset is None else fingerprint(dataset), "version": seq2epi.__version__,
+            "thresholds": None, "temperature": None}
 
 
 @dataclass
 class Record:
-    """What a record holds for reading: its parameters, epoch history and test metrics (None when absent)."""
+    """A record folder and what it holds for reading: its parameters, epoch history and test metrics (None
+    when absent); its layout; the spec its model is used by, and that model as a ready predictor."""
 
     path: Path
     params: dict
     history: pd.DataFrame | None
     metrics: dict | None
+
+    @classmethod
+    def find(cls, name: str | os.PathLike, executed: Path | None = None) -> "Record":
+        """A record by its folder name in `executed` (the workbook's executed/ by default) or its path, or the
+        newest record of an experiment id."""
+        name = str(name)
+        if Path(name).is_dir() and (Path(name) / "parameters.yaml").is_file():
+            return read_record(Path(name))
+        executed = Path(executed) if executed is not None else project_root() / "executed"
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"{name!r} is not a record or experiment name: expected a folder name in "
+                             f"{executed}.")
+        if (executed / name).is_dir():
+            return read_record(executed / name)
+        matches = records_of(executed, name)
+        if not matches:
+            raise FileNotFoundError(f"no record named {name!r} and no record of experiment {name!r} in "
+                                    f"{executed}.")
+        return read_record(matches[-1])
 
     @property
     def name(self) -> str:
@@ -111,9 +164,96 @@ class Record:
     def mark(self) -> str:
         return ", ".join(self.params.get("marks") or []) or self.params.get("mark", "")
 
+    @property
+    def notebooks(self) -> list[Path]:
+        return sorted(self.path.glob("[0-9][0-9]_*.ipynb"))
+
+    @property
+    def html(self) -> list[Path]:
+        return sorted(self.path.glob("[0-9][0-9]_*.html"))
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.path / "artifacts"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.tsv"
+
+    @property
+    def parameters_path(self) -> Path:
+        return self.path / "parameters.yaml"
+
     def predictions(self) -> pd.DataFrame:
         """Every validation and test score (03_evaluate's predictions.tsv.gz)."""
         return pd.read_csv(self.path / "predictions.tsv.gz", sep="\t")
+
+    def unfinished(self) -> str | None:
+        """The first line of the FAILED or INTERRUPTED file of a run that did not finish, else None."""
+        for mark in (m for m in MARKS if (self.path / m).exists()):
+            reason = (self.path / mark).read_text().strip().splitlines() or ["no reason given"]
+            return f"its {mark} file: {reason[0]}"
+        return None
+
+    def spec(self, checkpoint: dict | None = None) -> dict:
+        """The checkpoint's inference spec; a checkpoint older than specs gets it from the record's files
+        (parameters.yaml, dataset.npz, metrics.json, calibration.json). The checkpoint is read from the
+        record when not given."""
+        if checkpoint is None and self.checkpoint.is_file():
+            import torch  # only when a checkpoint is read
+
+            checkpoint = torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        found = dict((checkpoint or {}).get("spec") or {})
+        if "window" not in found:
+            found = {**self._spec_from_files(), **{k: v for k, v in found.items() if v is not None}}
+        if found.get("thresholds") is None and self.metrics is not None:
+            found["thresholds"] = [self._threshold(mark) for mark in found["marks"]]
+        if found.get("temperature") is None and (self.path / CALIBRATION).is_file():
+            calibration = json.loads((self.path / CALIBRATION).read_text())
+            if list(calibration["marks"]) != found["marks"]:
+                raise ValueError(f"{self.path / CALIBRATION} calibrates marks {calibration['marks']}, but "
+                                 f"record {self.name} predicts {found['marks']}.")
+            found["temperature"] = [float(t) for t in calibration["temperature"]]
+        return found
+
+    def _spec_from_files(self) -> dict:
+        dataset = self.path / DATASET
+        if not dataset.is_file():
+            if self.params.get("input") == "csv" and not int(self.params.get("crop_length", 0)):
+                raise FileNotFoundError(f"record {self.name} trained on whole csv sequences (crop_length 0), "
+                                        f"and its window is their longest, read from {dataset}, which is "
+                                        "missing.")
+            return inference_spec(self.params, None)
+        with np.load(dataset, allow_pickle=False) as found:
+            return inference_spec(self.params, {name: found[name] for name in DATASET_ARRAYS})
+
+    def _threshold(self, mark: str) -> float:
+        per_mark = self.metrics.get("marks", {}).get(mark, {}).get("transformer", {})
+        value = per_mark.get("threshold", self.metrics.get("transformer", {}).get("threshold"))
+        if value is None:
+            raise ValueError(f"{self.metrics_path} holds no validation-chosen threshold for mark {mark!r} "
+                             f"(expected marks.{mark}.transformer.threshold).")
+        return float(value)
+
+    def predictor(self, device: str = "cpu", batch_size: int | str = 256, window: int | None = None):
+        """The record's model ready to predict (predict.Predictor): in eval mode on `device`, with the marks,
+        window, stride, rc_average, thresholds and temperatures of its spec; `window` overrides the spec's
+        within what the model takes."""
+        from seq2epi import predict  # torch is imported only when a model is asked for
+
+        return predict.Predictor.of_record(self, device, batch_size, window)
 
 
 def test_metrics(record: Record, by: str) -> pd.DataFrame:

@@ -1,10 +1,11 @@
 """Score what the lab has not measured with a record's model: sequences (FASTA, CSV, BED regions) into a table
 of probabilities and calls per mark, and VCF variants into ref/alt probabilities and their differences.
 
-A record gives its best checkpoint, marks, window, stride, `rc_average`, the thresholds chosen on validation
-(metrics.json) and, when 03 fitted one, its temperature per mark (probabilities are then calibrated, and the
-thresholds carried onto the calibrated scale, so the calls are the record's own). Inputs are read record by
-record and scored in batches across records, so memory stays bounded on a multi-GB FASTA.
+The model comes as a record's predictor (Record.predictor: its best checkpoint with the marks, window, stride,
+`rc_average`, validation-chosen thresholds and temperatures of its spec; probabilities are calibrated when 03
+fitted temperatures, and the thresholds carried onto the calibrated scale, so the calls are the record's own).
+Inputs are read record by record and scored in batches across records, so memory stays bounded on a multi-GB
+FASTA.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
-import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,11 +24,9 @@ import cyvcf2
 import numpy as np
 import pandas as pd
 import pysam
-import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import calibrate, datasets, metrics, parameters, predict, records, tiling, train
-from .model import ModelConfig, NucleicTransformer
+from . import metrics, predict, records, tiling
 from .progress import meter
 from .sequence import PAD, Genome, N, encode, open_text
 from .variants import (
@@ -43,142 +40,12 @@ from .variants import (
     unique_windows,
 )
 
-CHECKPOINT = Path("artifacts") / "checkpoints" / "best.pt"
-CALIBRATION = calibrate.FILENAME  # beside best.pt
 Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n, L], lengths [n]) -> probs
 
 
 def _few(names, n: int = 5) -> str:
     names = list(names)
     return ", ".join(map(str, names[:n])) + (f", ... ({len(names)} in all)" if len(names) > n else "")
-
-
-# ---- the record's model ----
-
-def find_record(name: str | os.PathLike) -> Path:
-    """A record folder: a path to one, a record name in the workbook's executed/, or an experiment id for its
-    newest complete record (not failed nor interrupted, with its checkpoint and metrics.json)."""
-    if Path(name).is_dir():
-        return Path(name)
-    executed = parameters.project_root() / "executed"
-    found = records.find_record(executed, str(name))
-    if found.name != str(name):
-        complete = [r for r in records.records_of(executed, str(name)) if _complete(r)]
-        found = complete[-1] if complete else found  # none complete: load_scorer says what the newest lacks
-    return found
-
-
-def _complete(record: Path) -> bool:
-    return not any((record / mark).exists() for mark in records.MARKS) and \
-        (record / CHECKPOINT).is_file() and (record / "metrics.json").is_file()
-
-
-@dataclass
-class Scorer:
-    """A record's model and what scoring takes from the record."""
-
-    record: Path
-    model: torch.nn.Module
-    marks: list[str]
-    window: int
-    stride: int
-    rc_average: bool
-    thresholds: np.ndarray  # [marks], on the scale of the probabilities reported
-    temperature: np.ndarray | None = None  # [marks] when the record holds a calibration
-
-    @property
-    def min_length(self) -> int:
-        """The shortest sequence the model takes: its largest k-mer."""
-        return max(self.model.config.kmers)
-
-    def predictor(self, batch_size: int | str = 256, device: str = "cpu") -> Predictor:
-        """(tokens, lengths) -> probabilities [n, marks], calibrated when the record has a temperature."""
-        raw = partial(predict.predict, self.model, batch_size=batch_size, device=device,
-                      rc_average=self.rc_average)
-        if self.temperature is not None:
-            raw = calibrate.calibrated(raw, self.temperature)
-        return lambda tokens, lengths=None: np.asarray(raw(tokens, lengths)).reshape(len(tokens), -1)
-
-
-def _load_model(path: Path, device: str) -> torch.nn.Module:
-    """train.load_checkpoint; a checkpoint of another version of the model gets one clear sentence."""
-    try:
-        model, _ = train.load_checkpoint(path, device)
-        return model
-    except (RuntimeError, TypeError, KeyError) as err:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(err, RuntimeError) or "model_config" not in ck:
-            raise ValueError(f"checkpoint {path} holds no model config this version reads ({err}); it was "
-                             "written by another version of seq2epi.") from None
-        expected = set(NucleicTransformer(ModelConfig(**ck["model_config"])).state_dict())
-        missing, unexpected = sorted(expected - set(ck["model"])), sorted(set(ck["model"]) - expected)
-        detail = (f"it lacks {_few(missing) or 'nothing'} and has {_few(unexpected) or 'nothing'} this "
-                  f"version does not know" if missing or unexpected else str(err).splitlines()[-1].strip())
-        raise ValueError(f"checkpoint {path} is from another version of the model: {detail}; score it with "
-                         "the seq2epi version that trained it, or retrain the record.") from None
-
-
-def _threshold(metrics_json: dict, mark: str, path: Path) -> float:
-    per_mark = metrics_json.get("marks", {}).get(mark, {}).get("transformer", {})
-    value = per_mark.get("threshold", metrics_json.get("transformer", {}).get("threshold"))
-    if value is None:
-        raise ValueError(f"{path} holds no validation-chosen threshold for mark {mark!r} "
-                         f"(expected marks.{mark}.transformer.threshold).")
-    return float(value)
-
-
-def load_scorer(record: str | os.PathLike, device: str = "cpu") -> Scorer:
-    """The Scorer of a record folder, record name or experiment id (see find_record)."""
-    folder = find_record(record)
-    for mark in (m for m in records.MARKS if (folder / m).exists()):
-        reason = (folder / mark).read_text().strip().splitlines() or ["no reason given"]
-        raise ValueError(f"record {folder} is of a run that did not finish (its {mark} file: {reason[0]}); "
-                         "score with a complete record.")
-    if not (folder / "parameters.yaml").is_file():
-        raise FileNotFoundError(f"{folder} is not a record: it has no parameters.yaml.")
-    params = records.read_parameters(folder)
-    checkpoint = folder / CHECKPOINT
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"record {folder} has no checkpoint {CHECKPOINT} (artifacts stay where the "
-                                f"record ran: rerun `seq2epi run {params.get('experiment', '<experiment>')}` "
-                                "or copy its artifacts/).")
-    metrics_path = folder / "metrics.json"
-    if not metrics_path.is_file():
-        raise FileNotFoundError(f"record {folder} has no metrics.json: 03_evaluate did not run, so there are "
-                                "no validation-chosen thresholds.")
-    model = _load_model(checkpoint, device)
-    marks = [str(m) for m in params.get("marks") or [params.get("mark", "score")]]
-    if len(marks) != model.config.n_targets:
-        raise ValueError(f"record {folder}: parameters.yaml names {len(marks)} mark(s) {marks}, but its "
-                         f"checkpoint predicts {model.config.n_targets} target(s).")
-    found = json.loads(metrics_path.read_text())
-    thresholds = np.array([_threshold(found, m, metrics_path) for m in marks])
-    temperature = None
-    if (checkpoint.parent / CALIBRATION).exists():
-        calibration = calibrate.load(checkpoint.parent / CALIBRATION)
-        if list(calibration["marks"]) != marks:
-            raise ValueError(f"{checkpoint.parent / CALIBRATION} calibrates marks {calibration['marks']}, "
-                             f"but record {folder} predicts {marks}.")
-        temperature = np.asarray(calibration["temperature"], dtype=float)
-        thresholds = calibrate.apply_temperature(thresholds[None], temperature)[0].astype(float)
-    stride = int(params.get("predict_stride", 50))
-    return Scorer(folder, model, marks, training_window(folder, params), stride,
-                  bool(params.get("rc_average", False)), thresholds, temperature)
-
-
-def training_window(folder: Path, params: dict) -> int:
-    """The length a record's model saw in training, so it scores what it learnt on: the genome-mode window, or
-    in csv mode the crop, or with no crop its longest training sequence (artifacts/dataset.npz)."""
-    if params.get("input") != "csv":
-        return int(params.get("window", 200))
-    if int(params.get("crop_length", 0)):
-        return int(params["crop_length"])
-    dataset = folder / "artifacts" / "dataset.npz"
-    if not dataset.is_file():
-        raise FileNotFoundError(f"record {folder} trained on whole csv sequences (crop_length 0), and its "
-                                f"window is their longest, read from {dataset}, which is missing.")
-    found = datasets.load_dataset(dataset)
-    return int(found["lengths"][found["split"] == "train"].max())
 
 
 # ---- reading sequences ----
@@ -456,18 +323,17 @@ def labelled_metrics(labels, probs, thresholds, marks: list[str], n_boot: int = 
     return out
 
 
-def predict_file(scorer: Scorer, source, out, fasta=None, per_window=None, batch_size: int | str = 256,
-                 device: str = "cpu", max_n_fraction: float = 0.5, chunk: int = 2048,
-                 progress: bool = True) -> dict:
-    """Score every sequence of `source` (read_sequences) into the TSV `out` (and each window into
-    `per_window`). Returns the counts, and for labelled input the metrics per mark (labelled_metrics), or
-    under no_metrics why there are none (one class)."""
-    predictor = scorer.predictor(batch_size, device)
+def predict_file(predictor: predict.Predictor, source, out, fasta=None, per_window=None,
+                 max_n_fraction: float = 0.5, chunk: int = 2048, progress: bool = True) -> dict:
+    """Score every sequence of `source` (read_sequences) with a record's predictor into the TSV `out` (and
+    each window into `per_window`). Returns the counts, and for labelled input the metrics per mark
+    (labelled_metrics), or under no_metrics why there are none (one class)."""
     entries = read_sequences(source, fasta)
     bar = meter(None, "sequences", enabled=progress, unit="seq")
     labels, probs, unscored, n, n_unscored = [], [], [], 0, 0
-    scored = score_sequences(predictor, entries, scorer.marks, scorer.thresholds, scorer.window,
-                             scorer.stride, scorer.min_length, max_n_fraction, chunk, per_window is not None)
+    scored = score_sequences(predictor, entries, predictor.marks, predictor.call_thresholds(),
+                             predictor.window, predictor.stride, predictor.min_length, max_n_fraction, chunk,
+                             per_window is not None)
     windows = _table(per_window) if per_window else contextlib.nullcontext()
     with _table(out) as write, windows as write_windows:
         for rows, frames in scored:
@@ -481,18 +347,19 @@ def predict_file(scorer: Scorer, source, out, fasta=None, per_window=None, batch
             unscored += empty.tolist()[: 5 - len(unscored)]
             if "label" in rows:
                 labels.append(rows["label"].to_numpy())
-                probs.append(rows[scorer.marks].to_numpy(float))
+                probs.append(rows[predictor.marks].to_numpy(float))
     bar.close()
     result = {"sequences": n, "unscored": n_unscored}
     if n_unscored:
         warnings.warn(f"{source}: {n_unscored} sequence(s) have no window to score (more than "
-                      f"{max_n_fraction:.0%} N, or shorter than the model's {scorer.min_length} bp k-mer): "
-                      f"{_few(unscored)}; their probabilities and calls are left empty.", stacklevel=2)
+                      f"{max_n_fraction:.0%} N, or shorter than the model's {predictor.min_length} bp "
+                      f"k-mer): {_few(unscored)}; their probabilities and calls are left empty.",
+                      stacklevel=2)
     if labels:
         labels, probs = np.concatenate(labels), np.concatenate(probs)
         classes = np.unique(labels[~np.isnan(probs[:, 0])])
         if len(classes) == 2:
-            result["metrics"] = labelled_metrics(labels, probs, scorer.thresholds, scorer.marks)
+            result["metrics"] = labelled_metrics(labels, probs, predictor.thresholds, predictor.marks)
         else:
             result["no_metrics"] = (f"{source}: no metrics, as the labelled sequences scored all carry label "
                                     f"{', '.join(map(str, classes)) or '(none scored)'}; metrics need both "
@@ -701,13 +568,13 @@ _INFO = {"REF": "probability of the reference window centred on the variant",
          "TILED": "ALT - REF of the genome track window (holding the variant) where it is largest in size"}
 
 
-def _add_info(vcf: cyvcf2.VCF, scorer: Scorer, tiled: bool) -> None:
+def _add_info(vcf: cyvcf2.VCF, predictor: predict.Predictor, tiled: bool) -> None:
     """Declare the INFO fields _annotate writes in the VCF's header."""
-    for mark in scorer.marks:
+    for mark in predictor.marks:
         for what, text in _INFO.items():
             if what != "TILED" or tiled:
                 vcf.add_info_to_header({"ID": _info_id(mark, what), "Number": "A", "Type": "Float",
-                                        "Description": f"seq2epi {scorer.record.name} {mark}: {text}"})
+                                        "Description": f"seq2epi {predictor.record} {mark}: {text}"})
     vcf.add_info_to_header({"ID": "S2E_SKIPPED", "Number": "A", "Type": "String",
                             "Description": "seq2epi: why an ALT was not scored"})
 
@@ -740,31 +607,30 @@ def check_out_vcf(out_vcf, vcf_path) -> None:
                          "file.")
 
 
-def score_vcf(scorer: Scorer, vcf_path, fasta, out, region: tuple[str, int, int] | None = None,
+def score_vcf(predictor: predict.Predictor, vcf_path, fasta, out, region: tuple[str, int, int] | None = None,
               tiled: bool = False, out_vcf=None, chrom_alias: dict[str, str] | None = None,
-              batch_size: int | str = 256, device: str = "cpu", max_n_fraction: float = 0.5, chunk: int = 256,
-              progress: bool = True) -> dict:
-    """Score every variant of a VCF (over `region`) into the TSV `out` (variant_rows) and, with `out_vcf`,
-    the VCF annotated with INFO fields per mark, bgzipped and tabix-indexed. Returns the counts."""
+              max_n_fraction: float = 0.5, chunk: int = 256, progress: bool = True) -> dict:
+    """Score every variant of a VCF (over `region`) with a record's predictor into the TSV `out`
+    (variant_rows) and, with `out_vcf`, the VCF annotated with INFO fields per mark, bgzipped and
+    tabix-indexed. Returns the counts."""
     if out_vcf is not None:
         check_out_vcf(out_vcf, vcf_path)
     genome = Genome(fasta)
-    predictor = scorer.predictor(batch_size, device)
     vcf = open_vcf(vcf_path, lazy=False)
     with contextlib.ExitStack() as stack:
         writer = None
         if out_vcf is not None:
-            _add_info(vcf, scorer, tiled)
+            _add_info(vcf, predictor, tiled)
             tmp_vcf = stack.enter_context(records.atomic_path(out_vcf))
             writer = cyvcf2.Writer(str(tmp_vcf), vcf, mode="wz")
         write = stack.enter_context(_table(out))
         bar = stack.enter_context(meter(None, "variants", enabled=progress, unit="site"))
         counts = {"records": 0, "variants": 0, "scored": 0, "repeats": 0}
-        write(variant_rows([], scorer.marks, tiled))
+        write(variant_rows([], predictor.marks, tiled))
         found = sites(vcf_path, genome, region, chrom_alias, vcf)
-        for scored in score_variants(predictor, genome, found, len(scorer.marks), scorer.window,
-                                     scorer.stride, tiled, scorer.min_length, max_n_fraction, chunk):
-            write(variant_rows(scored, scorer.marks, tiled))
+        for scored in score_variants(predictor, genome, found, len(predictor.marks), predictor.window,
+                                     predictor.stride, tiled, predictor.min_length, max_n_fraction, chunk):
+            write(variant_rows(scored, predictor.marks, tiled))
             for site, scores in scored:
                 counts["records"] += 1
                 for s in scores:
@@ -772,7 +638,7 @@ def score_vcf(scorer: Scorer, vcf_path, fasta, out, region: tuple[str, int, int]
                     if not s.repeat:
                         counts[s.reason or "scored"] = counts.get(s.reason or "scored", 0) + 1
                 if writer is not None:
-                    _annotate(site.record, scores, scorer.marks, tiled)
+                    _annotate(site.record, scores, predictor.marks, tiled)
                     writer.write_record(site.record)
             bar.update(len(scored))
         if writer is not None:

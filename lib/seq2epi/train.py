@@ -254,12 +254,13 @@ def epoch_line(row: dict, epochs: int, seconds: float) -> str:
 
 def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         checkpoint_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
-        history_path: str | os.PathLike | None = None) -> pd.DataFrame:
+        history_path: str | os.PathLike | None = None, spec: dict | None = None) -> pd.DataFrame:
     """Train `model` in place; one history row per epoch (history_columns(cfg.loss)); checkpoints in
-    checkpoint_dir (last.pt, and best.pt at the best selection_column(cfg.loss)).
+    checkpoint_dir (last.pt, and best.pt at the best selection_column(cfg.loss)), each holding `spec`.
 
     With `progress`, each epoch shows a batch bar on the terminal and logs one line (seq2epi.progress);
-    with `history_path`, the history TSV is rewritten after every epoch, so it grows as training runs.
+    with `history_path`, the history TSV is rewritten after every epoch, so it grows as training runs;
+    `spec` (records.inference_spec) is stored in every checkpoint, so the model carries how it is used.
     Distributed (torchrun): every rank trains on its share, validation covers the whole validation set, every
     rank returns the same history and only rank 0 writes checkpoints and history and shows progress.
     """
@@ -336,7 +337,8 @@ def fit(model: NucleicTransformer, train_ds: Dataset, val_ds: Dataset, cfg: Trai
         if rank == 0:
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                   "step": step, "epoch": epoch,
-                  "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg)}
+                  "history": history, "model_config": asdict(model.config), "train_config": asdict(cfg),
+                  "spec": spec}
             save_checkpoint(ck, last)
             if m[select] > best_score:
                 save_checkpoint(ck, checkpoint_dir / "best.pt")
@@ -359,6 +361,15 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Nucle
     model = NucleicTransformer(ModelConfig(**ck["model_config"]))
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), ck
+
+
+def update_spec(path: str | os.PathLike, **fields) -> dict:
+    """Set `fields` (e.g. thresholds, temperature) in a checkpoint's spec, rewriting it atomically; returns
+    the spec."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck["spec"] = {**(ck.get("spec") or {}), **fields}
+    save_checkpoint(ck, path)
+    return ck["spec"]
 
 
 def init_from(model: NucleicTransformer, path: str | os.PathLike) -> NucleicTransformer:

@@ -50,8 +50,10 @@ def setup(dataset: str | Path, model_config: ModelConfig, config: train.TrainCon
 
 
 def launch(nproc: int, dataset: str | Path, model_config: ModelConfig, config: train.TrainConfig,
-           out: str | Path, init_checkpoint: str = "", resume: bool = False) -> pd.DataFrame:
-    """Train under torchrun with `nproc` processes into `out` (checkpoints); returns the per-epoch history."""
+           out: str | Path, init_checkpoint: str = "", resume: bool = False, spec: dict | None = None
+           ) -> pd.DataFrame:
+    """Train under torchrun with `nproc` processes into `out` (checkpoints, each with `spec`); returns the
+    per-epoch history."""
     if config.device.startswith("cuda") and nproc > (gpus := torch.cuda.device_count()):
         raise ValueError(f"nproc is {nproc} but {gpus} GPU(s) are visible: one training process per GPU.")
     out = Path(out)
@@ -60,7 +62,7 @@ def launch(nproc: int, dataset: str | Path, model_config: ModelConfig, config: t
     job.write_text(json.dumps({"dataset": str(Path(dataset).resolve()), "model": asdict(model_config),
                                "train": asdict(replace(config, distributed=True)), "out": str(out.resolve()),
                                "init_checkpoint": init_checkpoint and str(Path(init_checkpoint).resolve()),
-                               "resume": resume}))
+                               "resume": resume, "spec": spec}))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "seq2epi.train_job", str(job)]
     subprocess.run(command, check=True)
@@ -73,7 +75,8 @@ def main(argv: list[str]) -> None:
     model_config = ModelConfig(**{**job["model"], "kmers": tuple(job["model"]["kmers"])})
     config = train.TrainConfig(**job["train"])
     model, train_ds, val_ds = setup(job["dataset"], model_config, config, job["init_checkpoint"])
-    train.fit(model, train_ds, val_ds, config, job["out"], resume=job["resume"], progress=False)
+    train.fit(model, train_ds, val_ds, config, job["out"], resume=job["resume"], progress=False,
+              spec=job.get("spec"))
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
