@@ -141,6 +141,20 @@ def test_index_lists_records_with_their_metrics(tmp_path):
     assert row.endswith("| 0.9300 | 0.9100 | 0.7000 | complete, 04 skipped | reduced |")
 
 
+def test_index_shows_a_regression_by_its_spearman_and_a_genomewide_record_by_its_labels(tmp_path):
+    genes = make_record(tmp_path, "2021-05-03_genes", experiment="genes", input="genes", mark="K4",
+                        gene_table="a/genes.tsv")
+    finished(genes)
+    (genes / "history.tsv").write_text("epoch\tval_spearman\n1\t0.41\n2\t0.52\n")
+    (genes / "metrics.json").write_text('{"genes": {"K1": {"transformer": {"spearman": 0.3}}, '
+                                        '"K4": {"transformer": {"spearman": 0.55}}}}')
+    finished(make_record(tmp_path, "2021-05-02_chr1", experiment="chr1", input="genomewide", mark="active",
+                         segmentation_bed="a/states.bed"))
+    regression, genomewide = index_rows(tmp_path)
+    assert "| a/genes.tsv | K4 |" in regression and "| ρ 0.5200 | ρ 0.5500 (K4) |  |" in regression
+    assert "| a/states.bed | active |" in genomewide
+
+
 def test_index_sorts_by_date_then_suffix_as_numbers(tmp_path):
     for name in ("2021-05-03_a", "2021-05-03_a_2", "2021-05-03_a_9", "2021-05-03_a_13", "2021-05-04_a"):
         make_record(tmp_path, name, experiment="a")

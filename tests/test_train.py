@@ -341,3 +341,11 @@ def test_frozen_encoder_epochs_train_only_the_head(data, tmp_path):
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("classifier.", "pool.")) for k in changed), changed
+
+
+def test_best_epoch_is_the_selection_columns_best_and_refuses_an_all_nan_history():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_auc": [0.6, 0.8, 0.7], "val_spearman": [0.1, 0.2, 0.5]})
+    assert train.best_epoch(history, "bce")["epoch"] == 2
+    assert train.best_epoch(history, "mse")["epoch"] == 3
+    with pytest.raises(ValueError, match="no epoch has a finite val_auc"):
+        train.best_epoch(history.assign(val_auc=np.nan), "bce")

@@ -323,7 +323,9 @@ def _data_of(record: Record) -> str:
     params = record.params
     samples = params.get("samples") or [{}]
     data = {"csv": params.get("train_csv"), "genome": params.get("sample_sheet") or samples[0].get("fasta"),
-            "simulate": "simulated genome"}.get(params.get("input"), "")
+            "simulate": "simulated genome", "genes": params.get("gene_table"),
+            "genomewide": params.get("segmentation_bed") or params.get("genome_fasta")}
+    data = data.get(params.get("input"), "")
     if not (record.path / "01_data_prep.ipynb").exists():  # a map or scoring job with another record's model
         data = params.get("predict_fasta") or params.get("score_vcf") or params.get("score_input") or ""
     cuts = [f"{key} {params[key]}" for key in ("max_sequences", "max_test_sequences", "train_size")
@@ -341,9 +343,16 @@ def summarize_record(path: Path) -> dict:
            "status": record_status(record)}
     for key in ("ninp", "nlayers", "kmers", "epochs"):
         row[key] = params.get(key, "") if trained else ""
-    if record.history is not None:
+    if record.history is not None and "val_auc" in record.history:
         row["best val AUC"] = f"{record.history['val_auc'].max():.4f}"
-    if record.metrics is not None:
+    elif record.history is not None and "val_spearman" in record.history:  # a regression: Spearman's rho
+        row["best val AUC"] = f"ρ {record.history['val_spearman'].max():.4f}"
+    if record.metrics is not None and "genes" in record.metrics:
+        mark = params.get("mark") if params.get("mark") in record.metrics["genes"] else \
+            next(iter(record.metrics["genes"]), None)
+        rho = record.metrics["genes"].get(mark, {}).get("transformer", {}).get("spearman", float("nan"))
+        row["test AUROC"] = f"ρ {rho:.4f} ({mark})"
+    elif record.metrics is not None:
         test = record.metrics.get("transformer", {})
         row["test AUROC"] = f"{test.get('auroc', float('nan')):.4f}"
         row["test MCC"] = f"{test.get('mcc', float('nan')):.4f}"

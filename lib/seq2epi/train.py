@@ -70,6 +70,16 @@ def selection_column(loss: str) -> str:
     return "val_auc" if _check_loss(loss) == "bce" else "val_spearman"
 
 
+def best_epoch(history: pd.DataFrame, loss: str) -> pd.Series:
+    """The history row of the best epoch on selection_column(loss); one sentence when no epoch has a
+    finite value (a validation split of one class has no AUC)."""
+    chosen = selection_column(loss)
+    if not np.isfinite(history[chosen].to_numpy(float)).any():
+        raise ValueError(f"no epoch has a finite {chosen}: the validation split cannot rank its windows (one "
+                         "class, or constant targets), so no epoch can be chosen; check 01's split counts.")
+    return history.loc[history[chosen].idxmax()]
+
+
 def lr_at(step: int, cfg: TrainConfig, ninp: int) -> float:
     """Learning rate of optimizer step `step` (1-based)."""
     if step < 1:
