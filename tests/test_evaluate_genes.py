@@ -1,5 +1,7 @@
 """The per-gene protocol: transformer beside a k-mer ridge and GC, and a genome track read at genes' TSS."""
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -31,6 +33,8 @@ def test_evaluate_genes_scores_each_model_per_mark_with_intervals():
         low, high = results[mark]["kmer_ridge"]["spearman_ci"]
         assert low <= results[mark]["kmer_ridge"]["spearman"] <= high
     assert results["motif"]["kmer_ridge"]["spearman"] > 0.7  # a 3-mer count is what a k-mer ridge sees
+    assert {"k_max", "alpha", "alpha_at_edge"} <= set(results["motif"]["kmer_ridge"])
+    json.dumps(results)  # metrics.json holds them
     assert results["gc"]["gc_content"]["spearman"] > 0.9
     assert scores["gc_content"].shape == (120, 2)
     table = evaluate_genes.gene_table(results)

@@ -35,7 +35,7 @@ def evaluate_genes(parts: dict, outputs: dict, marks: list[str], n_boot: int = 1
     for t, mark in enumerate(marks):
         results[mark] = {name: metrics.regression_metrics(y_test[:, t], score[:, t], n_boot, seed)
                          for name, score in scores.items()}
-        results[mark]["kmer_ridge"].update(choice)
+        results[mark]["kmer_ridge"].update({key: choice[key] for key in ("k_max", "alpha", "alpha_at_edge")})
     return results, scores
 
 
