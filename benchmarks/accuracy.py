@@ -17,7 +17,7 @@ and stack, the baselines once).
 import argparse
 from pathlib import Path
 
-from seq2epi import parameters, records
+from seq2epi.lab import parameters, records
 
 MODELS = {"transformer": "Nucleic Transformer", "gc_content": "GC content", "kmer_logistic": "k-mer LR",
           "stack": "stack (transformer + k-mer LR)"}

@@ -9,9 +9,10 @@ before 03 calibrated anything are scored the same way 03 now does (evaluate.cali
 import argparse
 import datetime
 
-from seq2epi import evaluate, records
-from seq2epi.parameters import project_root
-from seq2epi.records import atomic_path
+from seq2epi.analysis import evaluate
+from seq2epi.lab import records
+from seq2epi.lab.parameters import project_root
+from seq2epi.lab.records import atomic_path
 
 
 def calibration_rows(name: str, n_bins: int) -> list[dict]:

@@ -10,11 +10,11 @@ import tempfile
 import numpy as np
 import torch
 
-from seq2epi.datasets import WindowDataset
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.records import atomic_path
-from seq2epi.sequence import PAD
-from seq2epi.train import TrainConfig, fit
+from seq2epi.data.datasets import WindowDataset
+from seq2epi.data.sequence import PAD
+from seq2epi.lab.records import atomic_path
+from seq2epi.model.train import TrainConfig, fit
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 MOTIF = np.array([0, 1, 2, 3, 3, 2], dtype=np.uint8)  # ACGTTG
 PATHS = {"reference": ("reference", "fp32"), "fast": ("fast", "fp32"), "fast+bf16": ("fast", "bf16")}

@@ -16,8 +16,10 @@ import datetime
 
 import pandas as pd
 
-from seq2epi import baselines, datasets, intervals, metrics, parameters, scoring, sequence
-from seq2epi.records import DATASET, Record, atomic_path
+from seq2epi.analysis import baselines, scoring
+from seq2epi.data import datasets, intervals, sequence
+from seq2epi.lab import metrics, parameters
+from seq2epi.lab.records import DATASET, Record, atomic_path
 
 SMEP_KEYS = {"transformer (max over windows)": "transformer",  # each model's key in metrics.json
              "transformer (mean over windows)": "transformer", "GC content": "gc_content",

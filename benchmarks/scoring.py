@@ -22,10 +22,11 @@ import numpy as np
 import torch
 import yaml
 
-from seq2epi import records, scoring
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict_genome
-from seq2epi.sequence import Genome
+from seq2epi.analysis import scoring
+from seq2epi.data.sequence import Genome
+from seq2epi.lab import records
+from seq2epi.model.predict import predict_genome
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 SIZES = {"lab": dict(ninp=512, nhead=8, nhid=2048, nlayers=6, kmers=(13,)),
          "reduced": dict(ninp=64, nhead=4, nhid=256, nlayers=2, kmers=(9,))}

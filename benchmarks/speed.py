@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import torch._dynamo
 
-from seq2epi.datasets import WindowDataset
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.precision import dtype_name, grad_scaler, resolve_precision, set_numerics
-from seq2epi.predict import auto_batch_size, predict
-from seq2epi.records import atomic_path
-from seq2epi.train import TrainConfig, make_loader, make_optimizer, set_threads, train_step
+from seq2epi.data.datasets import WindowDataset
+from seq2epi.lab.records import atomic_path
+from seq2epi.model.precision import dtype_name, grad_scaler, resolve_precision, set_numerics
+from seq2epi.model.predict import auto_batch_size, predict
+from seq2epi.model.train import TrainConfig, make_loader, make_optimizer, set_threads, train_step
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 LAB = dict(ninp=512, nhead=8, nhid=2048, nlayers=6, kmers=(13,))
 SMALL = dict(ninp=128, nhead=8, nhid=512, nlayers=2, kmers=(13,))

@@ -7,8 +7,8 @@ found by bytes (every window built and hashed) and by allele pattern, side by si
 For each number of varieties n, a population is simulated with msprime over real sequence (haploid inbred
 varieties, SNP diversity 0.003, 10% indels, recombination 1e-10 per bp) and written as a bgzipped VCF with a
 tabix index into a temp dir. Then, for each dedup path, a fresh process maps the reference and the n
-varieties into a MatrixStore region by region (seq2epi.maps.map_varieties) with a seeded, untrained model,
-so its peak RSS is its own. The allele path runs the model (inference: time in seq2epi.predict.predict);
+varieties into a MatrixStore region by region (seq2epi.analysis.maps.map_varieties) with a seeded, untrained
+model, so its peak RSS is its own. The allele path runs the model (inference: time in seq2epi.model.predict.predict);
 the byte path makes the same predictor calls (checked: a digest of every call's tokens must match) and so
 the same matrix, so it skips the model (as does the allele path at sizes left out of --infer-sizes).
 Reading is Variants.load, storing MatrixStore.write_region; the rest
@@ -34,14 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seq2epi import maps, variants
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict
-from seq2epi.sequence import Genome
-from seq2epi.simulate import simulate_population
-from seq2epi.tiling import map_regions
-from seq2epi.tracks import COMPRESSION, DTYPES, MatrixStore
-from seq2epi.train import set_threads
+from seq2epi.analysis import maps
+from seq2epi.analysis.tracks import COMPRESSION, DTYPES, MatrixStore
+from seq2epi.data import variants
+from seq2epi.data.sequence import Genome
+from seq2epi.data.simulate import simulate_population
+from seq2epi.data.tiling import map_regions
+from seq2epi.model.predict import predict
+from seq2epi.model.train import set_threads
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 RICE_BP, RICE_VARIETIES = 373_245_519, 3000  # IRGSP-1.0 assembly; the 3K Rice Genomes project
 GENOMES = {  # name: (FASTA under the data dir, chromosome, default start)

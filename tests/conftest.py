@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from seq2epi import records
-from seq2epi.datasets import WindowDataset, load_dataset, save_dataset
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.sequence import PAD
+from seq2epi.data.datasets import WindowDataset, load_dataset, save_dataset
+from seq2epi.data.sequence import PAD
+from seq2epi.lab import records
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 SHARED = Path(os.environ.get("SEQ2EPI_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TOY = dict(ninp=16, nhead=2, nhid=32, nlayers=1, kmers=(7,), dropout=0.1)

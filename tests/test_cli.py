@@ -11,12 +11,13 @@ import pytest
 import torch
 from conftest import make_record
 
-from seq2epi import experiments, records
+from seq2epi import experiments
+from seq2epi.analysis.tracks import MatrixStore, read_part
 from seq2epi.cli import main
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict, predict_genome
-from seq2epi.sequence import Genome
-from seq2epi.tracks import MatrixStore, read_part
+from seq2epi.data.sequence import Genome
+from seq2epi.lab import records
+from seq2epi.model.predict import predict, predict_genome
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 DATA = Path(__file__).parent / "data"
 

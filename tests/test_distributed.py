@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_motif_data
 
-from seq2epi.train import TrainConfig, _evaluate, _val_metrics, load_checkpoint, make_loader
+from seq2epi.model.train import TrainConfig, _evaluate, _val_metrics, load_checkpoint, make_loader
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     import torch.distributed as dist
     sys.path.insert(0, {tests!r})
     from conftest import make_motif_data, make_toy_model
-    from seq2epi.train import TrainConfig, fit
+    from seq2epi.model.train import TrainConfig, fit
 
     model = make_toy_model()
     cfg = TrainConfig(epochs=4, batch_size=16, schedule="constant", lr=1e-2, seed=1, distributed=True)

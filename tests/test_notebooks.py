@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from seq2epi import cli, records
+from seq2epi import cli
+from seq2epi.lab import records
 
 pytestmark = pytest.mark.slow
 

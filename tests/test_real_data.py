@@ -6,13 +6,13 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from seq2epi import intervals, prepare
-from seq2epi.baselines import KmerLogistic
-from seq2epi.datasets import WindowDataset
-from seq2epi.model import ModelConfig, NucleicTransformer
-from seq2epi.predict import predict
-from seq2epi.sequence import Genome, gc_content, pad_batch
-from seq2epi.train import TrainConfig, fit
+from seq2epi.analysis.baselines import KmerLogistic
+from seq2epi.data import intervals, prepare
+from seq2epi.data.datasets import WindowDataset
+from seq2epi.data.sequence import Genome, gc_content, pad_batch
+from seq2epi.model.predict import predict
+from seq2epi.model.train import TrainConfig, fit
+from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 
 
 def central(tokens, lengths, width: int):

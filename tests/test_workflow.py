@@ -9,15 +9,15 @@ import pytest
 import yaml
 from conftest import make_record
 
-from seq2epi import records
-from seq2epi.maps import map_varieties
-from seq2epi.predict import predict
-from seq2epi.sequence import Genome
-from seq2epi.simulate import simulate_demo
-from seq2epi.tiling import map_regions
-from seq2epi.tracks import MatrixStore
-from seq2epi.train import load_checkpoint
-from seq2epi.variants import REFERENCE, read_samples
+from seq2epi.analysis.maps import map_varieties
+from seq2epi.analysis.tracks import MatrixStore
+from seq2epi.data.sequence import Genome
+from seq2epi.data.simulate import simulate_demo
+from seq2epi.data.tiling import map_regions
+from seq2epi.data.variants import REFERENCE, read_samples
+from seq2epi.lab import records
+from seq2epi.model.predict import predict
+from seq2epi.model.train import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from seq2epi import experiments, parameters, progress, records
+from seq2epi import experiments
+from seq2epi.lab import parameters, progress, records
 
 
 def _run(args) -> None:
@@ -77,17 +78,17 @@ def _names(text: str | None) -> list[str] | None:
 
 def _chrom_alias(text: str | None) -> dict[str, str]:
     """--chrom-alias 1=chr01,2=chr02 (or a file with one pair per line) as {VCF name: FASTA name}."""
-    from seq2epi.variants import parse_chrom_alias
+    from seq2epi.data.variants import parse_chrom_alias
 
     return parse_chrom_alias(_names(text))
 
 
 def _predict_region(args) -> None:
     # imported here so that `seq2epi run | compare | list` start without torch
-    from seq2epi.intervals import parse_region
-    from seq2epi.maps import region_scores
-    from seq2epi.sequence import Genome
-    from seq2epi.tracks import write_part
+    from seq2epi.analysis.maps import region_scores
+    from seq2epi.analysis.tracks import write_part
+    from seq2epi.data.intervals import parse_region
+    from seq2epi.data.sequence import Genome
 
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out {args.out} must be an .npz file (one region part).")
@@ -105,7 +106,7 @@ def _predict_region(args) -> None:
 
 
 def _merge_regions(args) -> None:
-    from seq2epi.tracks import merge_parts
+    from seq2epi.analysis.tracks import merge_parts
 
     print(f"matrix: {merge_parts(args.parts, args.out)}")
 
@@ -117,7 +118,7 @@ def _device(name: str) -> str:
 
 
 def _predict(args) -> None:
-    from seq2epi import scoring
+    from seq2epi.analysis import scoring
 
     predictor = records.Record.find(args.record).predictor(_device(args.device), args.batch_size)
     result = scoring.predict_file(predictor, args.input, args.out, args.fasta, args.per_window,
@@ -134,8 +135,8 @@ def _predict(args) -> None:
 
 
 def _score_variants(args) -> None:
-    from seq2epi import scoring
-    from seq2epi.intervals import parse_region
+    from seq2epi.analysis import scoring
+    from seq2epi.data.intervals import parse_region
 
     predictor = records.Record.find(args.record).predictor(_device(args.device), args.batch_size)
     alias = _chrom_alias(args.chrom_alias)

@@ -16,8 +16,8 @@ from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 from PIL import Image
 
-from seq2epi import parameters, records
-from seq2epi.parameters import STAGES
+from seq2epi.lab import parameters, records
+from seq2epi.lab.parameters import STAGES
 
 COMPARE_STAGE = "05_compare"
 # The kernel's own log lines ("running over TCP without encryption", "KeyboardInterrupt caught in kernel"

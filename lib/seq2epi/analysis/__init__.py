@@ -1,0 +1,2 @@
+"""What is made of a model: baselines, evaluation, interpretation, tracks, maps and figures (imports lab, data
+and model)."""

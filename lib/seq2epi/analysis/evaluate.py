@@ -1,0 +1,270 @@
+"""Score the transformer and the baselines on the test split, each with its threshold chosen on validation,
+on all test windows and on those that overlap no training window; stack the transformer with the k-mer
+regression on validation; read both strands; calibrate the transformer's probabilities on validation."""
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from seq2epi.analysis import baselines, calibrate
+from seq2epi.data import intervals, sequence
+from seq2epi.lab import metrics
+from seq2epi.model import predict
+
+_KEYS = ("auroc", "auprc", "mcc", "acc")
+
+
+def _labelled(part: tuple, target: int) -> tuple:
+    tokens, lengths, labels = part
+    labels = labels.reshape(len(labels), -1)[:, target]
+    rows = ~np.isnan(labels)
+    return tokens[rows], lengths[rows], labels[rows].astype(int), rows
+
+
+def _column(probs: dict, target: int, val_rows: np.ndarray, test_rows: np.ndarray) -> tuple:
+    """(val, test) scores of one target from probabilities [n] or [n, targets], labelled rows only."""
+    return tuple(probs[name].reshape(len(probs[name]), -1)[rows, target]
+                 for name, rows in (("val", val_rows), ("test", test_rows)))
+
+
+def _at(y, score, threshold: float, n_boot: int, seed: int) -> dict:
+    result = metrics.binary_metrics(y, score, threshold)
+    result["ci95"] = metrics.bootstrap_ci(y, score, threshold, n_boot, seed)
+    result["n"] = int(np.size(y))
+    return result
+
+
+def _test_metrics(y_val, val_score, y_test, test_score, criterion: str, n_boot: int, seed: int,
+                  overlap_free: np.ndarray | None = None) -> dict:
+    """The protocol: the threshold chosen on validation, test metrics at it with bootstrap 95 % intervals;
+    with `overlap_free` (a mask of the test rows), the same at the same threshold on those rows alone (only
+    their count when they lack a class)."""
+    threshold = metrics.choose_threshold(y_val, val_score, criterion)
+    result = _at(y_test, test_score, threshold, n_boot, seed)
+    if overlap_free is not None:
+        y, score = np.asarray(y_test)[overlap_free], np.asarray(test_score)[overlap_free]
+        both = 0 < y.sum() < len(y)
+        result["overlap_free"] = _at(y, score, threshold, n_boot, seed) if both else {"n": int(len(y))}
+    return result
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+class Stack:
+    """A logistic regression on the standardised logits of several models' probabilities [n, models], fitted
+    on validation: how much of each model to trust, learned where the test split is not looked at (the
+    standardising keeps a model with timid logits from being out-weighed by the penalty alone)."""
+
+    def fit(self, probs, labels):
+        self.model = make_pipeline(StandardScaler(), LogisticRegression()).fit(_logit(probs), labels)
+        return self
+
+    def score(self, probs) -> np.ndarray:
+        return self.model.predict_proba(_logit(probs))[:, 1]
+
+    def weights(self, names) -> dict:
+        """The fitted coefficient of each model's standardised logit, and the intercept."""
+        regression = self.model[-1]
+        coef = dict(zip(names, regression.coef_[0].tolist(), strict=True))
+        return coef | {"intercept": float(regression.intercept_[0])}
+
+
+def evaluate_target(parts: dict, probs: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
+                    seed: int = 0, overlap_free: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Test metrics (with bootstrap intervals) of the transformer, both baselines and their stack for one
+    target.
+
+    `parts` maps train/val/test to (tokens, lengths, labels); `probs` maps val/test to the transformer's
+    probabilities ([n] or [n, targets]). Rows unlabelled (NaN) for the target are left out. The stack is a
+    Stack of the transformer and the k-mer regression fitted on validation, its threshold chosen there too.
+    `overlap_free`, a mask of the test rows (windows overlapping no training window), adds each model's
+    metrics on those rows under "overlap_free". Returns the metrics per model and the test (labels, scores)
+    per model for the curves.
+    """
+    train, val, test = (_labelled(parts[name], target) for name in ("train", "val", "test"))
+    gc = baselines.GCContent().fit(*train[:3])
+    kmer, _ = baselines.select_kmer_logistic(train[:3], val[:3], seed=seed)
+    transformer = _column(probs, target, val[3], test[3])
+    kmer_scores = (kmer.score(*val[:2]), kmer.score(*test[:2]))
+    pairs = [np.stack(pair, 1) for pair in zip(transformer, kmer_scores, strict=True)]
+    stack = Stack().fit(pairs[0], val[2])
+    scores = {"transformer": transformer,
+              "gc_content": (gc.score(*val[:2]), gc.score(*test[:2])),
+              "kmer_logistic": kmer_scores,
+              "stack": (stack.score(pairs[0]), stack.score(pairs[1]))}
+    free = None if overlap_free is None else np.asarray(overlap_free, bool)[test[3]]
+    results, curves = {}, {}
+    for name, (val_score, test_score) in scores.items():
+        results[name] = _test_metrics(val[2], val_score, test[2], test_score, criterion, n_boot, seed, free)
+        curves[name] = (test[2], test_score)
+    C = float(kmer.model[-1].C)  # k and C chosen on validation; at the grid's edge, the best may lie beyond
+    results["kmer_logistic"].update(k_max=kmer.k_max, C=C, C_at_edge=baselines.at_grid_edge(C))
+    results["stack"]["weights"] = stack.weights(("transformer", "kmer_logistic"))
+    return results, curves
+
+
+def strand_probs(model, parts: dict, **predict_args) -> dict:
+    """Val and test probabilities read on the forward strand alone and averaged with the reverse
+    complement's: {"forward": {"val": p, "test": p}, "rc_average": {...}}; predict_args go to
+    predict.predict (rc_average=True there gives the second reading)."""
+    readings = {"forward": {}, "rc_average": {}}
+    for name in ("val", "test"):
+        tokens, lengths = parts[name][:2]
+        forward = predict.predict(model, tokens, lengths, **predict_args)
+        reverse = sequence.reverse_complement(tokens, lengths)
+        reverse = predict.predict(model, reverse, lengths, **predict_args)
+        readings["forward"][name], readings["rc_average"][name] = forward, (forward + reverse) / 2
+    return readings
+
+
+def score_strands(parts: dict, readings: dict, target: int = 0, criterion: str = "mcc", n_boot: int = 1000,
+                  seed: int = 0, overlap_free: np.ndarray | None = None) -> dict:
+    """The transformer's test metrics under each reading of strand_probs, by evaluate_target's protocol."""
+    val, test = (_labelled(parts[name], target) for name in ("val", "test"))
+    free = None if overlap_free is None else np.asarray(overlap_free, bool)[test[3]]
+    results = {}
+    for reading, probs in readings.items():
+        val_score, test_score = _column(probs, target, val[3], test[3])
+        results[reading] = _test_metrics(val[2], val_score, test[2], test_score, criterion, n_boot, seed,
+                                         free)
+    return results
+
+
+def _cell(m: dict, key: str) -> str:
+    if key not in m:
+        return ""
+    low, high = m["ci95"][key]
+    return f"{m[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def summary_table(results: dict) -> pd.DataFrame:
+    """One row per (mark, model): AUROC, AUPRC, MCC, ACC with their 95 % intervals, and the threshold."""
+    rows = []
+    for mark, per_model in results.items():
+        for name, m in per_model.items():
+            row = {"mark": mark, "model": name, "threshold": m["threshold"]}
+            row.update({key: _cell(m, key) for key in _KEYS})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def side_by_side(results: dict, keys=("auroc", "mcc"), what: str = "model") -> pd.DataFrame:
+    """One row per (mark, model): each metric [95 % CI] on all test windows beside the same on the test
+    windows that overlap no training window, with both counts; `results` as summary_table's (or
+    score_strands' per mark, what="reading")."""
+    rows = []
+    for mark, per_model in results.items():
+        for name, m in per_model.items():
+            free = m.get("overlap_free", {})
+            row = {"mark": mark, what: name, "n": m["n"], "n overlap-free": free.get("n")}
+            for key in keys:
+                row[key], row[f"{key} overlap-free"] = _cell(m, key), _cell(free, key)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_predictions(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """An ensemble's predictions: the members' scores averaged (frames of 03_evaluate's predictions.tsv.gz,
+    keyed by record); every member must hold the same val/test rows, labels and marks (one split)."""
+    (first_name, first), *_ = frames.items()
+    keys = [c for c in first.columns if not c.startswith("score_")]
+    scores = [c for c in first.columns if c.startswith("score_")]
+    for name, frame in frames.items():
+        if list(frame.columns) != list(first.columns) or not frame[keys].equals(first[keys]):
+            raise ValueError(f"{name}: its predictions hold other rows, labels or marks than {first_name}'s; "
+                             "an ensemble needs records of one dataset and split")
+    mean = first[keys].copy()
+    mean[scores] = np.mean([frame[scores].to_numpy() for frame in frames.values()], axis=0)
+    return mean
+
+
+def score_predictions(frame: pd.DataFrame, criterion: str = "mcc", n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per mark of a predictions frame: the threshold chosen on its val rows, test metrics with bootstrap
+    intervals, and the validation AUROC."""
+    results = {}
+    for column in (c for c in frame.columns if c.startswith("label_")):
+        mark = column.removeprefix("label_")
+        labelled = frame[frame[column].notna()]
+        val, test = (labelled[labelled["split"] == name] for name in ("val", "test"))
+        y_val, y_test = val[column].astype(int), test[column].astype(int)
+        val_score, test_score = val[f"score_{mark}"], test[f"score_{mark}"]
+        results[mark] = _test_metrics(y_val, val_score, y_test, test_score, criterion, n_boot, seed)
+        results[mark]["val_auroc"] = metrics.binary_metrics(y_val, val_score)["auroc"]
+    return results
+
+
+def score_track(track: pd.DataFrame, chrom_sizes: dict[str, int], mark: str,
+                peaks: pd.DataFrame | None = None, labelled: pd.DataFrame | None = None,
+                held_out: tuple[list, list] | None = None) -> dict:
+    """Metrics of a genome track (chrom,start,end,score): with peaks, the fraction of bins overlapping a peak
+    and the track's AUROC for them (all bins: agreement, not a held-out metric); with labelled windows
+    (chrom,start,end,[mark,split,]label), each window scored by the mean of its bins, binary metrics per
+    split. held_out=(val, test) regions first regroup the windows by a genome-mode record's own split."""
+    results = {}
+    if peaks is not None:
+        in_peak = intervals.overlaps(track, peaks)
+        results["peak_bins"] = {"fraction": float(in_peak.mean()),
+                                "auroc": float(roc_auc_score(in_peak, track["score"]))}
+    if labelled is not None:
+        labelled = labelled[labelled["chrom"].isin(chrom_sizes)]
+        if "mark" in labelled:
+            labelled = labelled[labelled["mark"] == mark]
+        labelled = labelled.assign(score=intervals.window_scores(track, labelled)).dropna(subset=["score"])
+        if held_out is not None:
+            labelled["split"] = intervals.split_by_region(labelled, *held_out, require_present=False)
+        groups = labelled.groupby("split") if "split" in labelled else [("all", labelled)]
+        for split, part in groups:
+            results[f"labelled_{split}"] = metrics.binary_metrics(part["label"], part["score"], 0.5)
+    return results
+
+
+def score_labelled_track(tracks: dict[str, pd.DataFrame], labelled, blocks: pd.DataFrame, split: str = "test",
+                         centre_bin: int = 200) -> dict:
+    """Each target's genome track scored against the genome-wide labels on the bins of one split's blocks
+    (genomewide.blocks): AUROC and AUPRC of the bin scores for the label at each bin's centre (its central
+    `centre_bin` bp, as training read it), with the counts; unlabelled bins are left out."""
+    results = {}
+    held = blocks[blocks["split"] == split]
+    for t, (target, track) in enumerate(tracks.items()):
+        inside = intervals.overlaps(track, held) if len(held) else np.zeros(len(track), bool)
+        part = track[inside]
+        centres = ((part["start"] + part["end"]) // 2).to_numpy()
+        y = np.concatenate([labelled.at(chrom, centres[(part["chrom"] == chrom).to_numpy()], centre_bin)[:, t]
+                            for chrom in part["chrom"].unique()]) if len(part) else np.empty(0)
+        score = np.concatenate([part["score"].to_numpy()[(part["chrom"] == chrom).to_numpy()]
+                                for chrom in part["chrom"].unique()]) if len(part) else np.empty(0)
+        known = ~np.isnan(y)
+        y, score = y[known], score[known]
+        both = 0 < y.sum() < len(y)
+        results[target] = {"n": int(len(y)), "positives": int(y.sum()),
+                           "auroc": float(roc_auc_score(y, score)) if both else float("nan"),
+                           "auprc": float(average_precision_score(y, score)) if both else float("nan")}
+    return results
+
+
+def _quality(y, p, n_bins: int) -> dict:
+    return {"ece": metrics.ece(y, p, n_bins), "brier": metrics.brier(y, p)}
+
+
+def calibrate_marks(labels: dict, probs: dict, marks: list[str], n_bins: int = 10) -> tuple[np.ndarray, dict]:
+    """Temperatures fitted on the val split, one per mark, and each mark's test ECE and Brier score before
+    and after scaling; `labels` and `probs` map val/test to [n] or [n, marks] arrays (NaN: unlabelled)."""
+    y = {name: np.asarray(labels[name], dtype=float) for name in ("val", "test")}
+    y = {name: v.reshape(len(v), -1) for name, v in y.items()}
+    p = {name: np.asarray(probs[name]).reshape(len(y[name]), -1) for name in ("val", "test")}
+    temperature = calibrate.fit_temperature(p["val"], y["val"])
+    after = calibrate.apply_temperature(p["test"], temperature)
+    report = {}
+    for t, mark in enumerate(marks):
+        known = ~np.isnan(y["test"][:, t])
+        y_test = y["test"][known, t]
+        report[mark] = {"temperature": float(temperature[t]), "n_bins": n_bins,
+                        "before": _quality(y_test, p["test"][known, t], n_bins),
+                        "after": _quality(y_test, after[known, t], n_bins)}
+    return temperature, report

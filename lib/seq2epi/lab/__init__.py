@@ -1,0 +1,1 @@
+"""The ground floor, used by every other package: parameters, records, progress, metrics."""

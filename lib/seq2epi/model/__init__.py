@@ -1,0 +1,1 @@
+"""The Nucleic Transformer, its training, pretraining and inference (imports lab and data)."""
