@@ -88,7 +88,7 @@ def test_under_papermill_the_bar_stays_out_of_the_record(tmp_path, monkeypatch, 
     """The kernel captures fd 2 into the notebook; progress writes past it to the runner's stderr."""
     papermill = pytest.importorskip("papermill")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import sys\nfrom seq2epi import progress\n"
+        "import sys\nfrom seq2epi.lab import progress\n"
         "progress._terminal = progress.terminal()\nprogress._terminal.isatty = lambda: True\n"
         "total = sum(progress.bar(range(50), 'batches'))\nprogress.log(f'total {total}')")])
     nbformat.write(nb, tmp_path / "in.ipynb")

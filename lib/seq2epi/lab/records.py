@@ -251,7 +251,7 @@ class Record:
         """The record's model ready to predict (predict.Predictor): in eval mode on `device`, with the marks,
         window, stride, rc_average, thresholds and temperatures of its spec; `window` overrides the spec's
         within what the model takes."""
-        from seq2epi import predict  # torch is imported only when a model is asked for
+        from seq2epi.model import predict  # torch is imported only when a model is asked for
 
         return predict.Predictor.of_record(self, device, batch_size, window)
 
