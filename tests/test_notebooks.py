@@ -143,7 +143,8 @@ def test_training_as_a_torchrun_job_of_two_processes(workbook, monkeypatch):
 def test_a_failing_cell_exits_non_zero_naming_the_notebook_and_the_error(workbook, monkeypatch, capsys):
     assert run(workbook, monkeypatch, "run", "smoke", "-q", "--stages", "01", "-p", "input=bogus") == 1
     err = capsys.readouterr().err
-    assert "01_data_prep.ipynb" in err and "input must be csv, genome or simulate, not 'bogus'" in err
+    assert "01_data_prep.ipynb" in err
+    assert "input must be csv, genome, genomewide, genes or simulate, not 'bogus'" in err
     assert "| failed |" in (workbook / "executed" / "INDEX.md").read_text()
 
 
@@ -162,3 +163,47 @@ def test_the_record_scores_the_stack_and_both_strand_readings(smoke_record):
     assert metrics["strand"]["H3K4me3"]["forward"]["auroc"] == metrics["transformer"]["auroc"]
     assert metrics["n_test_overlapping_train"] is None  # genome mode: held-out chromosomes, not marked by 01
     assert isinstance(metrics["kmer_logistic"]["C_at_edge"], bool)
+
+
+# --- genome-wide labels and per-gene values on the real Arabidopsis chr1 (issue 19), at a toy size
+
+TOY = ["-p", "ninp=16", "-p", "nhead=2", "-p", "nhid=32", "-p", "nlayers=1", "-p", "epochs=1",
+       "-p", "bootstrap_n=20"]
+
+
+def test_a_genomewide_record_learns_every_target_and_writes_a_track_per_target(workbook, monkeypatch,
+                                                                                shared_data):
+    small = ["-p", "windows_per_epoch=128", "-p", "eval_stride=100000", "-p", "baseline_windows=200",
+             "-p", 'predict_regions=["NC_003070.9:20000000-20200000"]', "-p", "predict_stride=5000",
+             "-p", "plot_region=NC_003070.9:20000000-20200000", "-p", "attribution_n=1",
+             "-p", "kmer_sequences=2", "-p", "modisco_n=0"]
+    monkeypatch.setenv("SEQ2EPI_DATA", str(shared_data))
+    assert run(workbook, monkeypatch, "run", "arabidopsis_chr1", "-q", *TOY, *small) == 0
+    record = newest_record(workbook)
+    metrics = json.loads((record / "metrics.json").read_text())
+    targets = ["active", "polycomb", "heterochromatin", "genebody", "dhs_leaf"]
+    assert list(metrics["marks"]) == targets
+    for target in targets:
+        assert {"transformer", "kmer_logistic", "gc_content"} <= set(metrics["marks"][target])
+        assert (record / "artifacts" / f"track_{target}.bw").exists()
+    track = json.loads((record / "genome_metrics.json").read_text())["targets"]
+    assert set(track) == {*targets, "genes"} and track["active"]["n"] > 0
+    assert {"H3K4me1", "H3K4me2", "H3K4me3"} == set(track["genes"])
+    assert (record / "figures" / "track_targets.png").exists() and (record / "genes_track.tsv").exists()
+    history = pd.read_csv(record / "history.tsv", sep="\t")
+    assert history["windows_per_s"].iloc[0] > 0
+
+
+def test_a_per_gene_record_is_scored_by_spearman_beside_a_kmer_ridge(workbook, monkeypatch, shared_data):
+    monkeypatch.setenv("SEQ2EPI_DATA", str(shared_data))
+    assert run(workbook, monkeypatch, "run", "arabidopsis_chr1_genes", "-q", *TOY) == 0
+    record = newest_record(workbook)
+    assert not (record / "03_evaluate.ipynb").exists() and not (record / "04_predict_genome.ipynb").exists()
+    history = pd.read_csv(record / "history.tsv", sep="\t")
+    assert list(history.columns[:5]) == ["epoch", "train_loss", "val_loss", "val_spearman", "val_pearson"]
+    genes = json.loads((record / "metrics.json").read_text())["genes"]
+    assert set(genes) == {"H3K4me1", "H3K4me2", "H3K4me3"}
+    assert set(genes["H3K4me3"]) == {"transformer", "kmer_ridge", "gc_content"}
+    assert genes["H3K4me3"]["kmer_ridge"]["spearman"] > 0.3  # the k-mer ridge reads the promoters
+    assert (record / "figures" / "genes_scatter.png").exists()
+    assert "ρ" in (workbook / "executed" / "INDEX.md").read_text()
