@@ -13,6 +13,7 @@ from seq2epi.data.genomewide import (
     chrom_tokens,
     fixed_windows,
     labels_at,
+    training_subset,
     window_centres,
     windows,
 )
@@ -182,3 +183,23 @@ def test_real_chr1_states_and_leaf_dhs(shared_data):
     assert val_centres["start"].min() >= 15_000_000 and val_centres["end"].max() <= 20_000_000
     assert len(val_centres) > 900 and val_tokens.shape[1] == 1024
     assert np.isnan(labels.at("NC_003070.9", np.array([26_000_000]), 200)).all()
+
+
+def _span(cut: pd.DataFrame, split: str) -> int:
+    part = cut[cut["split"] == split]
+    return int((part["end"] - part["start"]).sum())
+
+
+def test_training_subset_keeps_nested_spread_pieces_of_the_training_blocks():
+    blocks = pd.DataFrame({"chrom": ["c", "c", "c"], "start": [0, 6_000_000, 8_000_000],
+                           "end": [6_000_000, 8_000_000, 12_000_000], "split": ["train", "val", "train"]})
+    small, large = (training_subset(blocks, bp, seed=3) for bp in (1_000_000, 3_000_000))
+    for cut, bp in ((small, 1_000_000), (large, 3_000_000)):
+        spans = (_span(cut, "train"), _span(cut, "unused"), _span(cut, "val"))
+        assert spans == (bp, 10_000_000 - bp, 2_000_000)
+    kept = [set(map(tuple, cut.loc[cut["split"] == "train", ["start", "end"]].values.tolist()))
+            for cut in (small, large)]
+    assert kept[0] < kept[1]
+    assert training_subset(blocks, 0, seed=3) is blocks
+    with pytest.raises(ValueError, match="more than the 10,000,000 bp"):
+        training_subset(blocks, 11_000_000, seed=3)

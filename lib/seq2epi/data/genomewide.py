@@ -79,6 +79,28 @@ def blocks(chrom_sizes: dict[str, int], labels: GenomeLabels, val_regions: list[
     return pd.DataFrame(rows, columns=["chrom", "start", "end", "split"])
 
 
+def training_subset(blocks: pd.DataFrame, total_bp: int, seed: int, chunk: int = 500_000) -> pd.DataFrame:
+    """The blocks with training sequence cut to about `total_bp` (0: all of it): the training blocks split
+    into `chunk`-bp pieces, a seeded order of the pieces kept until `total_bp` is reached, the rest marked
+    'unused' (never drawn). The pieces spread over the whole training extent, and a smaller total keeps a
+    subset of a larger one's (the points of a learning curve in genome length)."""
+    if not total_bp:
+        return blocks
+    train = blocks[blocks["split"] == "train"]
+    pieces = [(b.chrom, s, min(s + chunk, b.end)) for b in train.itertuples()
+              for s in range(int(b.start), int(b.end), chunk)]
+    sizes = np.array([end - start for _, start, end in pieces])
+    if total_bp > sizes.sum():
+        raise ValueError(f"train_genome_bp {total_bp:,} is more than the {sizes.sum():,} bp of the training "
+                         "blocks.")
+    order = np.random.default_rng(seed).permutation(len(pieces))
+    kept = order[: int(np.searchsorted(np.cumsum(sizes[order]), total_bp)) + 1]
+    split = np.where(np.isin(np.arange(len(pieces)), kept), "train", "unused")
+    cut = pd.DataFrame(pieces, columns=["chrom", "start", "end"]).assign(split=split)
+    return (pd.concat([blocks[blocks["split"] != "train"], cut], ignore_index=True)
+            .sort_values(["chrom", "start"], kind="stable").reset_index(drop=True))
+
+
 def _check_split(split: str) -> None:
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}.")

@@ -507,13 +507,14 @@ def from_genomewide(fasta: Path, window: int, val_regions: list[str], test_regio
                     segmentation: Path | None = None, label_map: dict | None = None,
                     label_states: list | None = None, peaks: dict | None = None, label_bin: int = 50,
                     centre_bin: int = 200, eval_stride: int = 1000, baseline_windows: int = 20000,
-                    max_n_fraction: float = 0.1, min_length: int = 0) -> dict:
+                    max_n_fraction: float = 0.1, min_length: int = 0, train_genome_bp: int = 0) -> dict:
     """The genome-wide task: targets from a segmentation (`label_map`) and peak sets read at each window's
     central `centre_bin` bp, the labelled genome cut into training, validation and test blocks.
 
     Validation and test are fixed tilings of their blocks (one window every `eval_stride` bp); the training
     split of the dataset holds `baseline_windows` windows drawn once from the training blocks, for the
     baselines, while the transformer draws fresh ones every epoch from `genome` (genomewide.GenomeWindows).
+    `train_genome_bp` keeps about that much of the training blocks (genomewide.training_subset; 0: all).
     """
     if window < min_length:
         raise ValueError(f"window {window} bp is shorter than the largest k-mer ({min_length} bp).")
@@ -524,6 +525,7 @@ def from_genomewide(fasta: Path, window: int, val_regions: list[str], test_regio
     sizes = {chrom: len(t) for chrom, t in tokens.items()}
     labelled = build_labels(sizes, label_bin, segmentation, label_map, label_states or None, peaks)
     blocks = genomewide.blocks(sizes, labelled, list(val_regions), list(test_regions))
+    blocks = genomewide.training_subset(blocks, train_genome_bp, seed)
     parts, tables = [], []
     for name in ("train", "val", "test"):
         if name == "train":
