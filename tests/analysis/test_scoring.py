@@ -463,7 +463,7 @@ def test_out_vcf_must_be_named_bgzip_and_not_the_input(record, tmp_path):
 def test_one_class_labels_say_why_there_are_no_metrics(record, tmp_path):
     rows = ["id,sequence,label", "a,ACGTTTGGCCAAGGTTCCAAGG,1", "b,GGCCAAGGTTCCAAGGTTAC,1"]
     (tmp_path / "one.csv").write_text("\n".join(rows) + "\n")
-    result = scoring.predict_file(scoring.load_scorer(record), tmp_path / "one.csv", tmp_path / "o.tsv",
+    result = scoring.predict_file(load(record), tmp_path / "one.csv", tmp_path / "o.tsv",
                                   progress=False)
     assert "metrics" not in result
     assert result["no_metrics"].endswith("one.csv: no metrics, as the labelled sequences scored all carry "
