@@ -38,8 +38,9 @@ import pandas as pd
 import pysam
 from numpy.lib.stride_tricks import sliding_window_view
 
-from seq2epi.data.sequence import PAD, Genome, N, compression, encode, open_text
+from seq2epi.data.sequence import PAD, Genome, N, encode
 from seq2epi.data.tiling import window_starts
+from seq2epi.lab.io import compression, open_text
 
 MASK = -1  # genotype code: mask the REF span with N
 REFERENCE = "reference"  # the name of the reference row in score matrices
