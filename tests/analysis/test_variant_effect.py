@@ -10,9 +10,9 @@ import pytest
 from conftest import RECORD_MARKS, RECORD_WINDOW
 
 from seq2epi.analysis import variant_effect
-from seq2epi.data.sequence import Genome, decode
+from seq2epi.data.sequence import PAD, Genome, decode
 from seq2epi.data.tiling import centred_start
-from seq2epi.data.variants import Variants, variety_sequence
+from seq2epi.data.variants import Variants, variety_sequence, variety_tokens_at, variety_windows
 from seq2epi.lab import records
 
 DATA = Path(__file__).parents[1] / "data"
@@ -149,3 +149,24 @@ def test_out_vcf_must_be_named_bgzip_and_not_the_input(record, tmp_path):
     variant_effect.check_out_vcf(tmp_path / "out.vcf.bgz", vcf)
     assert not (tmp_path / "plain.vcf").exists()
 
+
+def test_the_map_01_and_variant_scoring_build_the_same_windows_of_a_variety():
+    """One variety with a SNP, an insertion and a deletion: its windows as the map builds them
+    (variety_windows), as 01 builds a VCF variety's windows (variety_tokens_at) and as variant scoring builds
+    an alternative allele's (variety_allele_windows) are the same tokens."""
+    genome = Genome(DATA / "tiny.fa")
+    reference = decode(genome.tokens("chr1", 0, 50))
+    found = [("chr1", 4, 5, reference[4], "G"), ("chr1", 20, 21, reference[20], reference[20] + "TTT"),
+             ("chr1", 30, 34, reference[30:34], reference[30])]
+    table = pd.DataFrame([(c, s, e, r, [a]) for c, s, e, r, a in found],
+                         columns=["chrom", "start", "end", "ref", "alts"])
+    variety = Variants(Path("<variety>"), ["v"], table, np.ones((3, 1), np.int16))
+    tokens, windows = variety_windows(genome, variety, "chr1", 0, 50, 10, 1)
+    by_01 = variety_tokens_at(genome, variety, "v", windows, 10)
+    by_scoring = variant_effect.variety_allele_windows(genome, variety, "v", "chr1", 0, len(windows), 10, 1)
+    np.testing.assert_array_equal(by_scoring, tokens)
+    for got, want in zip(by_01, tokens[1], strict=True):
+        np.testing.assert_array_equal(got, want[want != PAD])
+    assert decode(tokens[1, 0]) == reference[:4] + "G" + reference[5:10]
+    assert decode(tokens[1, 15]) == reference[15:21] + "TTT" + reference[21]
+    assert decode(tokens[1, 25]) == reference[25:31] + reference[34:38]
