@@ -11,8 +11,8 @@ import datetime
 
 from seq2epi.analysis import evaluate
 from seq2epi.lab import records
+from seq2epi.lab.io import atomic_path
 from seq2epi.lab.parameters import project_root
-from seq2epi.lab.records import atomic_path
 
 
 def calibration_rows(name: str, n_bins: int) -> list[dict]:

@@ -12,7 +12,7 @@ import torch
 
 from seq2epi.data.datasets import WindowDataset
 from seq2epi.data.sequence import PAD
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 from seq2epi.model.train import TrainConfig, fit
 from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 

@@ -17,9 +17,10 @@ import datetime
 import pandas as pd
 
 from seq2epi.analysis import baselines, scoring
-from seq2epi.data import datasets, intervals, sequence
+from seq2epi.data import datasets, intervals, readers, sequence
 from seq2epi.lab import metrics, parameters
-from seq2epi.lab.records import DATASET, Record, atomic_path
+from seq2epi.lab.io import atomic_path
+from seq2epi.lab.records import DATASET, Record
 
 SMEP_KEYS = {"transformer (max over windows)": "transformer",  # each model's key in metrics.json
              "transformer (mean over windows)": "transformer", "GC content": "gc_content",
@@ -40,7 +41,7 @@ def model_scores(found: Record, seqs: list[str]) -> tuple[dict, list[str]]:
     """Each model's score of `seqs`: the record's transformer, and GC content and the k-mer regression fitted
     on its training split (k and C chosen on its validation split, as 03 does); and the record's marks."""
     predictor = found.predictor()
-    entries = [scoring.Entry(str(i), s) for i, s in enumerate(seqs)]
+    entries = [readers.Entry(str(i), s) for i, s in enumerate(seqs)]
     scored = pd.concat(t for t, _ in scoring.score_sequences(
         predictor, entries, predictor.marks, predictor.thresholds, predictor.window, predictor.stride,
         predictor.min_length))

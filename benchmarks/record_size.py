@@ -15,8 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
+from seq2epi.lab.io import atomic_path
 from seq2epi.lab.parameters import project_root
-from seq2epi.lab.records import atomic_path
 
 KINDS = ["png", "notebook base64", "notebook text", "html", "other"]
 

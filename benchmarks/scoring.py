@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import yaml
 
-from seq2epi.analysis import scoring
+from seq2epi.analysis import scoring, variant_effect
+from seq2epi.data import tiling
 from seq2epi.data.sequence import Genome
 from seq2epi.lab import records
 from seq2epi.model.predict import predict_genome
@@ -86,13 +87,13 @@ def measure(size: str, args, folder: Path) -> list[dict]:
     fasta, vcf = write_inputs(folder, n_seqs, n_variants, args.length, args.seed)
     predictor = model_record(folder / f"{size}_record", size, args).predictor(args.device, args.batch_size)
     predictor(np.zeros((2, args.window), np.uint8))  # warm-up
-    windows = n_seqs * len(scoring.sequence_windows(args.length, args.window, args.stride))
+    windows = n_seqs * len(tiling.sequence_windows(args.length, args.window, args.stride))
     seconds = {
         "predict (sequences)": timed(lambda: scoring.predict_file(
             predictor, fasta, folder / "scores.tsv", progress=False)),
         "04 predict_genome": timed(lambda: predict_genome(
             predictor, Genome(fasta), args.window, args.stride, progress=False)),
-        "score-variants": timed(lambda: scoring.score_vcf(
+        "score-variants": timed(lambda: variant_effect.score_vcf(
             predictor, vcf, fasta, folder / "variants.tsv", progress=False)),
     }
     rows = []

@@ -26,7 +26,7 @@ import torch
 import torch._dynamo
 
 from seq2epi.data.datasets import WindowDataset
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 from seq2epi.model.precision import dtype_name, grad_scaler, resolve_precision, set_numerics
 from seq2epi.model.predict import auto_batch_size, predict
 from seq2epi.model.train import TrainConfig, make_loader, make_optimizer, set_threads, train_step

@@ -135,14 +135,14 @@ def _predict(args) -> None:
 
 
 def _score_variants(args) -> None:
-    from seq2epi.analysis import scoring
+    from seq2epi.analysis import variant_effect
     from seq2epi.data.intervals import parse_region
 
     predictor = records.Record.find(args.record).predictor(_device(args.device), args.batch_size)
     alias = _chrom_alias(args.chrom_alias)
     region = parse_region(args.region) if args.region else None
-    counts = scoring.score_vcf(predictor, args.vcf, args.fasta, args.out, region, args.tiled, args.out_vcf,
-                               alias, progress=not args.quiet)
+    counts = variant_effect.score_vcf(predictor, args.vcf, args.fasta, args.out, region, args.tiled,
+                                      args.out_vcf, alias, progress=not args.quiet)
     skipped = {k: v for k, v in counts.items() if k not in ("records", "variants", "scored", "repeats")}
     print(f"{counts['records']} records, {counts['variants']} distinct variants: {counts.get('scored', 0)} "
           f"scored, {sum(skipped.values())} skipped {skipped or ''} -> {args.out}"

@@ -17,6 +17,7 @@ from papermill.exceptions import PapermillExecutionError
 from PIL import Image
 
 from seq2epi.lab import parameters, records
+from seq2epi.lab.io import atomic_path
 from seq2epi.lab.parameters import STAGES
 
 COMPARE_STAGE = "05_compare"
@@ -51,7 +52,7 @@ def light_png(data: bytes) -> bytes:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    with records.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
@@ -73,7 +74,7 @@ def link_figures(notebook: Path) -> int:
             _write_bytes(figure, light)
         out.data["text/html"] = f'<img src="figures/{figure.name}" alt="{figure.stem}">'
     if images:
-        with records.atomic_path(notebook) as tmp:
+        with atomic_path(notebook) as tmp:
             nbformat.write(nb, tmp)
     return len(images)
 
@@ -99,12 +100,12 @@ def render_html(notebook: Path) -> Path:
         css = "\n".join(m.group(1) for m in styles)
         sheet = notebook.parent.parent / f"nbconvert-{hashlib.sha1(css.encode()).hexdigest()[:8]}.css"
         if not sheet.exists():
-            with records.atomic_path(sheet) as tmp:
+            with atomic_path(sheet) as tmp:
                 tmp.write_text(css, encoding="utf-8")
         first = styles[0].start()
         head = f'{head[:first]}<link rel="stylesheet" href="../{sheet.name}">\n{STYLE.sub("", head[first:])}'
     html = notebook.with_suffix(".html")
-    with records.atomic_path(html) as tmp:
+    with atomic_path(html) as tmp:
         tmp.write_text(f"{MERMAID.sub('', head)}</head>{rest}", encoding="utf-8")
     return html
 
@@ -145,7 +146,7 @@ def portable(notebook: Path, folders: dict[Path, str]) -> None:
                  for spelt in (Path(folder).absolute(), Path(folder).resolve())}  # a symlink and its target
     for spelt, name in sorted(spellings.items(), key=lambda item: -len(item[0])):
         text = re.sub(re.escape(spelt) + r"(?=[/\\\"'])", lambda _, name=name: name, text)  # not longer names
-    with records.atomic_path(notebook) as tmp:
+    with atomic_path(notebook) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -182,7 +183,7 @@ def tidy(notebook: Path) -> None:
                 outputs.append(nbformat.v4.new_output("stream", name="stderr", text="\n".join(kept) + "\n"))
         if "outputs" in cell:
             cell.outputs = outputs
-    with records.atomic_path(notebook) as tmp:
+    with atomic_path(notebook) as tmp:
         nbformat.write(nb, tmp)
 
 
@@ -250,7 +251,7 @@ def _open_record(params: dict, executed: Path) -> Path:
     record = unfinished or records.new_record_dir(executed, params["experiment"])
     for mark in records.MARKS:
         (record / mark).unlink(missing_ok=True)
-    with records.atomic_path(record / "parameters.yaml") as tmp:
+    with atomic_path(record / "parameters.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(params, sort_keys=True))
     return record
 
@@ -340,7 +341,7 @@ def run_compare(names: list[str], by: str, root: Path, at_epoch: int = 0, progre
               "compares marks", file=sys.stderr)
     record = records.new_record_dir(executed, f"compare_{by}")
     params = {"records": [r.name for r in found], "by": by, "at_epoch": at_epoch, "ensemble": ensemble}
-    with records.atomic_path(record / "parameters.yaml") as tmp:
+    with atomic_path(record / "parameters.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({**params, "experiment": f"compare_{by}"}))
     try:
         execute(root / "notebooks" / f"{COMPARE_STAGE}.ipynb", record, params, progress)

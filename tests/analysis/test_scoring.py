@@ -1,22 +1,18 @@
-import gzip
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
-import cyvcf2
 import numpy as np
 import pandas as pd
-import pysam
 import pytest
 import torch
 import yaml
 from conftest import RECORD_MARKS, RECORD_STRIDE, RECORD_WINDOW, make_record, make_toy_model
 
 from seq2epi.analysis import calibrate, scoring
-from seq2epi.data import datasets
-from seq2epi.data.sequence import PAD, Genome, decode, encode
-from seq2epi.data.variants import Variants, variety_sequence
+from seq2epi.data import datasets, readers
+from seq2epi.data.sequence import PAD, encode
 from seq2epi.lab import records
 from seq2epi.model import train
 from seq2epi.model.predict import predict
@@ -40,65 +36,7 @@ def fraction(seq: str, base: str) -> float:
     return seq.upper().count(base) / len(seq)
 
 
-# ---- reading inputs ----
-
-def test_fasta_plain_gzip_and_bgzip_read_alike(tmp_path):
-    plain = list(scoring.read_fasta(DATA / "scoring.fa"))
-    assert [e.id for e in plain] == ["a", "b", "c", "a", "short"]
-    assert len(plain[1].sequence) == 61 and plain[3].sequence == "ttggccaaggttccaaggccgg"
-    with open(DATA / "scoring.fa", "rb") as f, gzip.open(tmp_path / "s.fa.gz", "wb") as g:
-        g.write(f.read())
-    pysam.tabix_compress(str(DATA / "scoring.fa"), str(tmp_path / "s.fa.bgz"))
-    assert list(scoring.read_fasta(tmp_path / "s.fa.gz")) == plain
-    assert list(scoring.read_fasta(tmp_path / "s.fa.bgz")) == plain
-
-
-def test_fasta_record_without_sequence_names_it(tmp_path):
-    (tmp_path / "e.fa").write_text(">one\nACGT\n>two\n>three\nACGT\n")
-    with pytest.raises(ValueError, match=r"e.fa record 'two' \(line 3\) has no sequence"):
-        list(scoring.read_fasta(tmp_path / "e.fa"))
-
-
-def test_duplicate_ids_are_kept_made_unique_and_warned():
-    with pytest.warns(UserWarning, match=r"1 duplicate id.*record 4 'a' -> a_2"):
-        ids = [e.id for e in scoring.read_sequences(DATA / "scoring.fa")]
-    assert ids == ["a", "b", "c", "a_2", "short"]
-
-
-def test_csv_with_ids_and_labels(tmp_path):
-    entries = list(scoring.read_sequences(DATA / "scoring.csv"))
-    assert [e.id for e in entries][:2] == ["p1", "p2"] and [e.label for e in entries] == [1, 1, 0, 1, 0, 0]
-    (tmp_path / "bare.csv").write_text("Sequence\nACGTACGT\n")
-    assert list(scoring.read_sequences(tmp_path / "bare.csv")) == [scoring.Entry("line2", "ACGTACGT", None)]
-
-
-def test_csv_without_sequence_column_names_line_1(tmp_path):
-    (tmp_path / "x.csv").write_text("id,seq\na,ACGT\n")
-    with pytest.raises(ValueError, match=r"x.csv line 1: expected a column named sequence"):
-        list(scoring.read_sequences(tmp_path / "x.csv"))
-
-
-def test_bed_regions_of_a_fasta():
-    genome = Genome(DATA / "tiny.fa")
-    entries = list(scoring.read_sequences(DATA / "scoring.bed", DATA / "tiny.fa"))
-    assert [e.id for e in entries] == ["first", "second", "third"] and [e.label for e in entries] == [1, 0, 1]
-    assert entries[1].sequence == genome.fetch("chr1", 10, 50)
-    with pytest.raises(ValueError, match="give the genome"):
-        list(scoring.read_sequences(DATA / "scoring.bed"))
-
-
-def test_bed_region_off_the_genome_names_the_line(tmp_path):
-    (tmp_path / "r.bed").write_text("chr1\t0\t10\nchr9\t0\t10\n")
-    with pytest.raises(ValueError, match=r"r.bed line 2: chromosome 'chr9' is not in the FASTA"):
-        list(scoring.read_sequences(tmp_path / "r.bed", DATA / "tiny.fa"))
-
-
 # ---- scoring sequences ----
-
-def test_sequence_windows_cover_every_base():
-    assert scoring.sequence_windows(12, 20, 5).tolist() == [0]
-    assert scoring.sequence_windows(30, 20, 5).tolist() == [0, 5, 10]
-    assert scoring.sequence_windows(33, 20, 5).tolist() == [0, 5, 10, 13]  # the last window ends at base 33
 
 
 def score(entries, chunk=2048, per_window=False, min_length=5):
@@ -110,7 +48,7 @@ def score(entries, chunk=2048, per_window=False, min_length=5):
 
 def test_tiled_sequences_report_max_and_mean_and_short_ones_are_padded():
     with pytest.warns(UserWarning, match="duplicate"):
-        entries = list(scoring.read_sequences(DATA / "scoring.fa"))
+        entries = list(readers.read_sequences(DATA / "scoring.fa"))
     table, windows = score(entries, per_window=True)
     assert table["id"].tolist() == ["a", "b", "c", "a_2", "short"]
     b = entries[1].sequence
@@ -129,13 +67,13 @@ def test_tiled_sequences_report_max_and_mean_and_short_ones_are_padded():
 
 def test_only_n_and_too_short_sequences_score_empty():
     with pytest.warns(UserWarning, match="duplicate"):
-        table, _ = score(scoring.read_sequences(DATA / "scoring.fa"))
+        table, _ = score(readers.read_sequences(DATA / "scoring.fa"))
     empty = table[table["id"].isin(["c", "short"])]
     assert (empty["windows"] == 0).all() and empty["G"].isna().all() and empty["G_call"].isna().all()
 
 
 def test_batches_across_records_do_not_change_scores():
-    entries = [scoring.Entry(f"s{i}", s) for i, s in enumerate(pd.read_csv(DATA / "scoring.csv")["sequence"])]
+    entries = [readers.Entry(f"s{i}", s) for i, s in enumerate(pd.read_csv(DATA / "scoring.csv")["sequence"])]
     one, _ = score(entries)
     small, _ = score(entries, chunk=3)
     pd.testing.assert_frame_equal(one, small)
@@ -144,8 +82,8 @@ def test_batches_across_records_do_not_change_scores():
 def test_a_short_sequence_scores_as_alone_in_a_batch_of_long_ones(record):
     scorer = load(record)
     predictor = load(record, batch_size=4)
-    entries = [scoring.Entry("long", "ACGTTTGGCCAAGGTTCCAAGGCCGGACGTACGTTTGG"),
-               scoring.Entry("short", "GGCCAAGGTTCC")]
+    entries = [readers.Entry("long", "ACGTTTGGCCAAGGTTCCAAGGCCGGACGTACGTTTGG"),
+               readers.Entry("short", "GGCCAAGGTTCC")]
     table, = (t for t, _ in scoring.score_sequences(predictor, entries, scorer.marks, scorer.thresholds,
                                                      scorer.window, scorer.stride, scorer.min_length))
     alone = predict(scorer.model, encode("GGCCAAGGTTCC")[None])
@@ -291,111 +229,7 @@ def test_predict_file_warns_of_sequences_it_cannot_score(record, tmp_path):
     assert result["unscored"] == 1 and not list(tmp_path.glob(".tmp-*"))
 
 
-# ---- variants ----
-
-def test_variant_type_and_centred_windows():
-    kinds = [scoring.variant_type(r, a) for r, a in [("A", "C"), ("AC", "GT"), ("A", "AGG"), ("ACG", "A")]]
-    assert kinds == ["SNV", "MNV", "insertion", "deletion"]
-    assert scoring.centred_start(100, 101, 20) == 90 and scoring.centred_start(100, 103, 20) == 91
-    assert scoring.track_windows(30, 31, 20, 5, 100) == (15, 4)  # windows 15, 20, 25, 30 hold base 30
-    assert scoring.track_windows(3, 4, 20, 5, 100) == (0, 1)
-    assert scoring.track_windows(98, 99, 20, 5, 100) == (80, 1)
-
-
-def write_vcf(path: Path, rows: list[str], contigs=("chr1", "chr2")) -> Path:
-    header = ["##fileformat=VCFv4.2", *(f"##contig=<ID={c}>" for c in contigs),
-              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tx"]
-    path.write_text("\n".join(header + ["\t".join(r.split()) for r in rows]) + "\n")
-    return path
-
-
-@pytest.mark.parametrize("row", ["chr1 21 ins A AGGT . PASS . GT 1/1",
-                                 "chr1 22 del CGTTTG C . PASS . GT 1/1"])
-def test_an_indel_alt_window_is_the_variety_sequence_the_map_builds(tmp_path, row):
-    genome = Genome(DATA / "tiny.fa")
-    carrier = Variants.load(write_vcf(tmp_path / "v.vcf", [row]), genome)
-    chrom, start, end, ref, (alt,) = carrier.table.iloc[0]
-    first = scoring.centred_start(start, end, WINDOW)
-    windows = scoring.allele_windows(genome, chrom, start, end, ref, alt, first, 1, WINDOW, WINDOW)
-    variety, _ = variety_sequence(genome, carrier, "x", chrom, first, genome.chrom_sizes[chrom])
-    assert (windows[1, 0] == variety[:WINDOW]).all()
-    reference = decode(genome.tokens(chrom, 0, genome.chrom_sizes[chrom]))  # R, Y read as N
-    by_hand = (reference[first:start] + alt + reference[end:])[:WINDOW]
-    assert decode(windows[1, 0]) == by_hand and decode(windows[0, 0]) == reference[first : first + WINDOW]
-
-
-def load_scored(record, tmp_path, rows, **kw):
-    vcf = write_vcf(tmp_path / "in.vcf", rows)
-    scorer = load(record)
-    counts = scoring.score_vcf(scorer, vcf, DATA / "tiny.fa", tmp_path / "v.tsv", progress=False, **kw)
-    return scorer, counts, pd.read_csv(tmp_path / "v.tsv", sep="\t", keep_default_na=False, na_values=[""])
-
-
-def test_score_variants_scores_each_distinct_variant_once_and_skips_with_a_reason(record, tmp_path):
-    rows = ["chr1 2 . C T . PASS . GT 1/1", "chr1 21 . A C,G,<DEL> . PASS . GT 1/1",
-            "chr1 21 . A C . PASS . GT 0/1", "chr1 25 . T TAA . PASS . GT 1/1"]
-    scorer, counts, table = load_scored(record, tmp_path, rows)
-    assert counts == {"records": 4, "variants": 5, "scored": 3, "repeats": 1, "symbolic": 1,
-                      "off_chromosome": 1}
-    assert len(table) == 5 * len(MARKS)
-    reasons = table.drop_duplicates(["pos", "alt"]).set_index("alt")["reason"].fillna("")
-    assert reasons.to_dict() == {"C": "", "G": "", "<DEL>": "symbolic", "T": "off_chromosome", "TAA": ""}
-    genome = Genome(DATA / "tiny.fa")
-    ref_window = genome.tokens("chr1", 10, 30)
-    alt_window = ref_window.copy()
-    alt_window[10] = 2  # A -> G at base 20
-    expected = scorer(np.stack([ref_window, alt_window]))
-    got = table[(table["alt"] == "G")].set_index("mark")
-    assert got.loc[MARKS, "ref_prob"].to_numpy() == pytest.approx(expected[0], abs=1e-5)
-    assert got.loc[MARKS, "alt_prob"].to_numpy() == pytest.approx(expected[1], abs=1e-5)
-    logit = np.log(expected / (1 - expected))
-    assert got.loc[MARKS, "log_odds_diff"].to_numpy() == pytest.approx(logit[1] - logit[0], abs=1e-4)
-    assert set(table["type"]) == {"SNV", "insertion"}
-
-
-def test_tiled_reports_the_largest_difference_over_the_track_windows(record, tmp_path):
-    scorer, _, table = load_scored(record, tmp_path, ["chr1 21 . A G . PASS . GT 1/1"], tiled=True)
-    genome = Genome(DATA / "tiny.fa")
-    starts = [5, 10, 15, 20]  # the track's windows (every 5 bp) holding base 20 of the 50 bp chr1
-    ref = np.stack([genome.tokens("chr1", s, s + WINDOW) for s in starts])
-    alt = ref.copy()
-    alt[np.arange(4), 20 - np.array(starts)] = 2
-    predictor = scorer
-    diff = predictor(alt) - predictor(ref)
-    expected = diff[np.abs(diff).argmax(0), [0, 1]]
-    assert table.set_index("mark").loc[MARKS, "tiled_diff"].to_numpy() == pytest.approx(expected, abs=1e-5)
-
-
-def test_region_and_chromosome_aliases_as_in_the_map(record, tmp_path):
-    rows = ["1 21 . A G . PASS . GT 1/1", "1 35 . T A . PASS . GT 1/1"]
-    vcf = write_vcf(tmp_path / "in.vcf", rows, contigs=("1",))
-    with pytest.warns(UserWarning, match="1 -> chr1"):
-        counts = scoring.score_vcf(load(record), vcf, DATA / "tiny.fa", tmp_path / "v.tsv",
-                                   region=("chr1", 30, 40), progress=False)
-    assert counts["records"] == 1
-    assert pd.read_csv(tmp_path / "v.tsv", sep="\t")["pos"].unique().tolist() == [35]
-
-
-def test_ref_disagreeing_with_the_fasta_or_an_unknown_contig_is_named(record, tmp_path):
-    with pytest.raises(ValueError, match=r"record chr1:21: REF 'C' does not match the FASTA"):
-        load_scored(record, tmp_path, ["chr1 21 . C G . PASS . GT 1/1"])
-    with pytest.raises(ValueError, match=r"record chr7:3: chromosome 'chr7' is not in the FASTA"):
-        load_scored(record, tmp_path, ["chr1 21 . A G . PASS . GT 1/1", "chr7 3 . A G . PASS . GT 1/1"])
-    assert not (tmp_path / "v.tsv").exists() and not list(tmp_path.glob(".tmp-*"))
-
-
-def test_out_vcf_is_annotated_bgzipped_and_indexed(record, tmp_path):
-    rows = ["chr1 21 . A C,<DEL> . PASS . GT 1/1", "chr1 25 . T TAA . PASS . GT 1/1"]
-    out = tmp_path / "scored.vcf.gz"
-    _, _, table = load_scored(record, tmp_path, rows, out_vcf=out)
-    assert Path(f"{out}.tbi").exists() and not list(tmp_path.glob(".tmp-*"))
-    records = list(cyvcf2.VCF(str(out))("chr1:20-30"))
-    assert [r.POS for r in records] == [21, 25]
-    first = records[0]
-    expected = table[(table["alt"] == "C") & (table["mark"] == "H3K9ac")]["diff"].iat[0]
-    assert first.INFO["S2E_H3K9ac_DIFF"][0] == pytest.approx(expected, abs=1e-3)
-    assert first.INFO["S2E_SKIPPED"] == ".,symbolic"
+# ---- the command ----
 
 
 def test_cli_predict_and_score_variants(record, tmp_path, capsys):
@@ -434,30 +268,6 @@ def test_the_notebook_stage_scores_sequences_and_variants_into_a_record(tmp_path
     assert "tiled_diff" in variants and (record / "variants.vcf.gz.tbi").exists()
     for figure in ("score_distributions", "variant_differences", "variant_logos"):
         assert (record / "figures" / f"{figure}.png").exists(), figure
-
-
-def test_tiled_diff_left_empty_says_why(record, tmp_path):
-    deleted = Genome(DATA / "tiny.fa").fetch("chr1", 16, 41)  # 25 bp, longer than the 20 bp window
-    rows = [f"chr1 17 . {deleted} {deleted[0]} . PASS . GT 1/1", "chr1 21 . A <DEL> . PASS . GT 1/1",
-            "chr1 21 . A G . PASS . GT 1/1"]
-    _, counts, table = load_scored(record, tmp_path, rows, tiled=True)
-    found = table.drop_duplicates(["pos", "alt"]).set_index("alt")
-    assert found.loc["<DEL>", ["tiled_reason", "reason"]].tolist() == ["symbolic", "symbolic"]
-    assert found.loc[deleted[0], "tiled_reason"] == "ref_longer_than_window"
-    assert np.isnan(found.loc[deleted[0], "tiled_diff"]) and pd.isna(found.loc[deleted[0], "reason"])
-    assert pd.isna(found.loc["G", "tiled_reason"]) and not np.isnan(found.loc["G", "tiled_diff"])
-    assert counts["scored"] == 2 and counts["symbolic"] == 1
-
-
-def test_out_vcf_must_be_named_bgzip_and_not_the_input(record, tmp_path):
-    vcf = write_vcf(tmp_path / "in.vcf.gz", [])
-    with pytest.raises(ValueError, match=r"plain.vcf: the annotated VCF is written bgzipped .* must end in "
-                                         r"\.vcf\.gz or \.vcf\.bgz"):
-        load_scored(record, tmp_path, ["chr1 21 . A G . PASS . GT 1/1"], out_vcf=tmp_path / "plain.vcf")
-    with pytest.raises(ValueError, match=r"in.vcf.gz is the input VCF"):
-        scoring.check_out_vcf(tmp_path / "sub" / ".." / "in.vcf.gz", vcf)
-    scoring.check_out_vcf(tmp_path / "out.vcf.bgz", vcf)
-    assert not (tmp_path / "plain.vcf").exists()
 
 
 def test_one_class_labels_say_why_there_are_no_metrics(record, tmp_path):

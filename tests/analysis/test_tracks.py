@@ -9,8 +9,6 @@ from seq2epi.analysis.tracks import (
     merge_parts,
     read_bigwig,
     read_part,
-    safe_name,
-    safe_names,
     write_bedgraph,
     write_bigwig,
     write_part,
@@ -212,13 +210,6 @@ def test_first_region_stays_on_the_first_chromosome(track):
     assert first_region(ordered, 60) == ("chrA", 0, 60)
     with pytest.raises(ValueError, match="the track is empty"):
         first_region(ordered.iloc[:0], 100)
-
-
-def test_safe_names_stay_in_one_folder_and_are_unique():
-    assert [safe_name(n) for n in ["IR64", "../../..", "a/b c", "", ".", "x.1-2_y"]] == \
-        ["IR64", "___.._..", "a_b_c", "_", "_", "x.1-2_y"]
-    assert safe_names(["a/b", "a_b", "A_B", "ok"]) == {"a/b": "a_b", "a_b": "a_b_2", "A_B": "A_B_3",
-                                                       "ok": "ok"}
 
 
 def test_bigwig_export_of_a_hostile_sample_name_stays_in_its_folder(tmp_path):

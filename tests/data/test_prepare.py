@@ -338,21 +338,6 @@ def vcf_sheet(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("span", [1_000_000, 7])
-def test_variety_window_tokens_are_the_maps_windows(span):
-    genome = sequence.Genome(DATA / "tiny.fa")
-    with pytest.warns(UserWarning, match="skipped 1 variant call"):
-        loaded = variants.Variants.load(DATA / "tiny.vcf", genome)
-    for chrom, size in (("chr1", 50), ("chr2", 25)):
-        tokens, windows = variants.variety_windows(genome, loaded, chrom, 0, size, 10, 1)
-        shuffled = windows.sample(frac=1, random_state=0)
-        for row, sample in enumerate([None, *loaded.samples]):
-            built = prepare.variety_window_tokens(genome, loaded, sample, shuffled, 10, span)
-            for got, i in zip(built, shuffled.index, strict=True):
-                want = tokens[row, i]
-                np.testing.assert_array_equal(got, want[want != sequence.PAD])
-
-
 def test_from_genome_builds_vcf_varieties_in_reference_coordinates(vcf_sheet):
     with pytest.warns(UserWarning, match="skipped 1 variant call"):
         data = prepare.from_genome(vcf_sheet, "K4", 6, 1.0, ["chr2"], [], seed=0, max_n_fraction=1.0,
@@ -364,7 +349,7 @@ def test_from_genome_builds_vcf_varieties_in_reference_coordinates(vcf_sheet):
     genome = sequence.Genome(vcf_sheet.parent / "tiny.fa")
     loaded = variants.Variants.load(vcf_sheet.parent / "tiny.vcf", genome, samples=["s2"])
     rows = np.flatnonzero(table["variety"] == "s2")
-    expected = prepare.variety_window_tokens(genome, loaded, "s2", table.iloc[rows], 6)
+    expected = variants.variety_tokens_at(genome, loaded, "s2", table.iloc[rows], 6)
     for i, want in zip(rows, expected, strict=True):
         np.testing.assert_array_equal(data["tokens"][i, : data["lengths"][i]], want)
     assert set(table.loc[table["variety"] == "s2", "split"]) == {"test"}

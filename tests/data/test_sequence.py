@@ -9,15 +9,14 @@ from seq2epi.data.sequence import (
     N_TOKENS,
     PAD,
     Genome,
-    compression,
     decode,
     encode,
     gc_content,
     iter_fasta,
-    open_text,
     pad_batch,
     reverse_complement,
 )
+from seq2epi.lab.io import compression
 
 DATA = Path(__file__).parents[1] / "data"
 CHR1 = "ACGTACGTNNACGTRYACGTACGTTTGGCCAAGGTTCCAAGGCCNNACGT"
@@ -125,17 +124,6 @@ def test_plain_gzip_is_read_through_a_bgzip_copy_with_a_warning(tmp_path):
         genome = Genome(path)
     assert genome.fetch("chr1", 0, 50) == CHR1
     assert compression(genome._fasta.filename) == "bgzip" and compression(path) == "gzip"
-
-
-def test_compression_by_first_bytes_not_name(tmp_path):
-    bgzf = pytest.importorskip("Bio.bgzf")
-    plain, gz, bgz = tmp_path / "a.gz", tmp_path / "b.fa", tmp_path / "c.fa"
-    plain.write_text(">a\nA\n")
-    gz.write_bytes(gzip.compress(b">a\nA\n"))
-    with bgzf.BgzfWriter(bgz, "wb") as f:
-        f.write(b">a\nA\n")
-    assert [compression(p) for p in (plain, gz, bgz)] == ["", "gzip", "bgzip"]
-    assert all(open_text(p).read() == ">a\nA\n" for p in (plain, gz, bgz))
 
 
 def test_empty_record_is_named_with_its_line(tmp_path):

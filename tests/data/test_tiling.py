@@ -5,10 +5,13 @@ import pytest
 from seq2epi.data.tiling import (
     bin_windows,
     centred_bins,
+    centred_start,
     clip_regions,
     map_regions,
     n_windows,
+    sequence_windows,
     tile,
+    track_windows,
     window_starts,
 )
 
@@ -71,3 +74,17 @@ def test_map_regions_split_the_tiling_without_gap_or_overlap():
     assert together.equals(tile({"chrA": 1000, "chrB": 430}, 100, 50))
     with pytest.raises(ValueError, match="1 <= stride <= size"):
         map_regions(MAP_SIZES, 100, 50, 20)
+
+
+def test_sequence_windows_cover_every_base():
+    assert sequence_windows(12, 20, 5).tolist() == [0]
+    assert sequence_windows(30, 20, 5).tolist() == [0, 5, 10]
+    assert sequence_windows(33, 20, 5).tolist() == [0, 5, 10, 13]  # the last window ends at base 33
+
+
+
+def test_centred_start_and_the_track_windows_holding_a_span():
+    assert centred_start(100, 101, 20) == 90 and centred_start(100, 103, 20) == 91
+    assert track_windows(30, 31, 20, 5, 100) == (15, 4)  # windows 15, 20, 25, 30 hold base 30
+    assert track_windows(3, 4, 20, 5, 100) == (0, 1)
+    assert track_windows(98, 99, 20, 5, 100) == (80, 1)

@@ -19,6 +19,7 @@ from seq2epi.data.variants import (
     read_samples,
     unique_windows,
     variety_sequence,
+    variety_tokens_at,
     variety_window_blocks,
     variety_windows,
     window_patterns,
@@ -453,3 +454,18 @@ def test_carried_lists_each_sample_variant(variants):
     assert s1["start"].is_monotonic_increasing and set(s1["chrom"]) == {"chr1"}
     table = variants.table.set_index("start")
     assert all(table.loc[r.start, "ref"] == r.ref for r in carried.itertuples())
+
+
+@pytest.mark.parametrize("span", [1_000_000, 7])
+def test_variety_tokens_at_are_the_maps_windows_in_any_order(span):
+    genome = Genome(DATA / "tiny.fa")
+    with pytest.warns(UserWarning, match="skipped 1 variant call"):
+        loaded = Variants.load(DATA / "tiny.vcf", genome)
+    for chrom, size in (("chr1", 50), ("chr2", 25)):
+        tokens, windows = variety_windows(genome, loaded, chrom, 0, size, 10, 1)
+        shuffled = windows.sample(frac=1, random_state=0)
+        for row, sample in enumerate([None, *loaded.samples]):
+            built = variety_tokens_at(genome, loaded, sample, shuffled, 10, span)
+            for got, i in zip(built, shuffled.index, strict=True):
+                want = tokens[row, i]
+                np.testing.assert_array_equal(got, want[want != PAD])

@@ -32,19 +32,6 @@ def index_rows(executed):
     return [line for line in lines if line.startswith("| 20")]
 
 
-def test_atomic_path_replaces_the_file_only_when_the_block_succeeds(tmp_path):
-    target = tmp_path / "metrics.json"
-    target.write_text("old")
-    with pytest.raises(RuntimeError), records.atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("killed")
-    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
-    with records.atomic_path(target) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.endswith("-metrics.json")
-        tmp.write_text("new")
-    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
-
-
 def test_two_writers_never_share_a_temporary_file(tmp_path):
     finished(make_record(tmp_path, "2021-05-03_a", experiment="a", input="csv"))
     errors = []

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 
 FILENAME = "calibration.json"  # beside best.pt in artifacts/checkpoints/
 _EPS = 1e-7

@@ -11,32 +11,7 @@ import pandas as pd
 import pyBigWig
 
 from seq2epi.data import tiling
-
-
-def safe_name(name: str) -> str:
-    """`name` as a plain file name inside one folder: anything but letters, digits, '.', '-' and '_' becomes
-    '_', as do leading dots (no '..', no hidden file); an empty name is '_'."""
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in str(name))
-    bare = safe.lstrip(".")
-    return "_" * (len(safe) - len(bare)) + bare or "_"
-
-
-def safe_names(names: list[str]) -> dict[str, str]:
-    """{name: safe_name}, names that collide (a/b, a_b) made unique by _2, _3, ... (case-insensitively, for
-    file systems that ignore case)."""
-    used, out = set(), {}
-    for name in names:
-        base = candidate = safe_name(name)
-        k = 2
-        while candidate.lower() in used:
-            candidate, k = f"{base}_{k}", k + 1
-        used.add(candidate.lower())
-        out[name] = candidate
-    return out
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
+from seq2epi.lab.io import atomic_path, safe_names
 
 
 def _clean(track: pd.DataFrame) -> pd.DataFrame:
@@ -50,9 +25,8 @@ def write_bedgraph(track: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a 4-column bedGraph sorted like `sort -k1,1 -k2,2n`; NaN scores are skipped."""
     path = Path(path)
     df = _clean(track).sort_values(["chrom", "start"], kind="stable")
-    tmp = _tmp(path)
-    df.to_csv(tmp, sep="\t", header=False, index=False, float_format="%.6g")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", header=False, index=False, float_format="%.6g")
     return path
 
 
@@ -85,22 +59,23 @@ def write_bigwig(track: pd.DataFrame, chrom_sizes: dict[str, int], path: str | o
             f"track bins {chroms[i]}:{starts[i]}-{ends[i]} and {chroms[i + 1]}:{starts[i + 1]}-"
             f"{ends[i + 1]} overlap; a bigWig needs non-overlapping bins (use stride-wide bins)."
         )
-    tmp = _tmp(path)
-    bw = pyBigWig.open(str(tmp), "w") if path.parent.is_dir() else None
-    if bw is None:  # pyBigWig returns None (and crashes later) when it cannot create the file
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
         raise FileNotFoundError(f"cannot write bigWig {path}: its folder does not exist or is not writable.")
-    try:
-        bw.addHeader([(c, int(s)) for c, s in chrom_sizes.items()])
-        if len(df):
-            bw.addEntries(
-                chroms.tolist(),
-                starts.tolist(),
-                ends=ends.tolist(),
-                values=df["score"].to_numpy(np.float64).tolist(),
-            )
-    finally:
-        bw.close()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        bw = pyBigWig.open(str(tmp), "w")
+        if bw is None:  # pyBigWig returns None (and crashes later) when it cannot create the file
+            raise FileNotFoundError(f"cannot write bigWig {path}: pyBigWig could not create it.")
+        try:
+            bw.addHeader([(c, int(s)) for c, s in chrom_sizes.items()])
+            if len(df):
+                bw.addEntries(
+                    chroms.tolist(),
+                    starts.tolist(),
+                    ends=ends.tolist(),
+                    values=df["score"].to_numpy(np.float64).tolist(),
+                )
+        finally:
+            bw.close()
     return path
 
 
@@ -189,8 +164,7 @@ class MatrixStore:
                 raise ValueError(f"matrix store {path} holds other samples, marks, chromosomes, window or "
                                  f"stride; remove it or write elsewhere.")
             return store
-        tmp = _tmp(path)
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["window"], f.attrs["stride"] = window, stride
             f["samples"], f["marks"], f["chroms"] = _strings(samples), _strings(marks), _strings(chrom_sizes)
             f["chrom_sizes"] = np.array(list(chrom_sizes.values()), np.int64)
@@ -201,7 +175,6 @@ class MatrixStore:
                     chunks = (min(len(samples), CHUNK[0]), min(n, CHUNK[1])) if n else None
                     f.create_dataset(f"scores/{mark}/{chrom}", (len(samples), n), dtype, chunks=chunks,
                                      fillvalue=np.nan, **(COMPRESSION[compression] if n else {}))
-        os.replace(tmp, path)
         return cls(path, "r+")
 
     def close(self) -> None:
@@ -303,12 +276,10 @@ def write_part(path: str | os.PathLike, region: tuple[str, int, int], scores: np
                marks: list[str], chrom_sizes: dict[str, int], window: int, stride: int) -> Path:
     """Save one region's scores [n_samples, n_windows(, n_marks)] and the store layout as an atomic .npz."""
     path = Path(path)
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, scores=np.asarray(scores, np.float32), region=np.array([str(v) for v in region]),
                  samples=np.array(samples), marks=np.array(marks), chroms=np.array(list(chrom_sizes)),
                  chrom_sizes=np.array(list(chrom_sizes.values()), np.int64), window=window, stride=stride)
-    os.replace(tmp, path)
     return path
 
 
@@ -330,20 +301,14 @@ def merge_parts(parts: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     out = Path(out)
     if not parts:
         raise ValueError(f"no region parts given to merge into {out}.")
-    tmp = _tmp(out)
     layout = ("samples", "marks", "chrom_sizes", "window", "stride")
     first = read_part(parts[0])
-    try:
-        with MatrixStore.create(tmp, **{k: first[k] for k in layout}) as store:
-            for path in parts:
-                part = read_part(path)
-                differs = [k for k in layout if part[k] != first[k]]
-                if differs:
-                    raise ValueError(f"region part {path} differs from {parts[0]} in {', '.join(differs)}; "
-                                     f"expected parts of one map run.")
-                store.write_region(*part["region"], part["scores"])
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, MatrixStore.create(tmp, **{k: first[k] for k in layout}) as store:
+        for path in parts:
+            part = read_part(path)
+            differs = [k for k in layout if part[k] != first[k]]
+            if differs:
+                raise ValueError(f"region part {path} differs from {parts[0]} in {', '.join(differs)}; "
+                                 f"expected parts of one map run.")
+            store.write_region(*part["region"], part["scores"])
     return out

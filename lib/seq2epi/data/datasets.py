@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seq2epi.data.sequence import PAD, compression, decode, encode, reverse_complement
-from seq2epi.lab.records import atomic_path
+from seq2epi.data.sequence import PAD, decode, encode, reverse_complement
+from seq2epi.lab.io import atomic_path, compression
 
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
 

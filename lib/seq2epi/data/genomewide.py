@@ -13,7 +13,7 @@ import torch
 from seq2epi.data.intervals import _chrom_list
 from seq2epi.data.labels import GenomeLabels, _regions
 from seq2epi.data.sequence import N, encode, iter_fasta, reverse_complement
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 
 _SPLITS = ("train", "val", "test")
 

@@ -10,7 +10,7 @@ import bioframe
 import numpy as np
 import pandas as pd
 
-from seq2epi.data.sequence import open_text
+from seq2epi.lab.io import open_text
 
 _HEADER_PREFIXES = ("#", "track", "browser")
 

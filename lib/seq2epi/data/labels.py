@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from seq2epi.data.intervals import _chrom_list, _int, held_out_region
-from seq2epi.data.sequence import open_text
+from seq2epi.lab.io import open_text
 
 _HEADER_PREFIXES = ("#", "track", "browser")
 

@@ -326,34 +326,6 @@ def reference_of(row) -> str:
     return row["reference"] or row["fasta"]
 
 
-def variety_window_tokens(genome: sequence.Genome, loaded: variants.Variants | None, sample: str | None,
-                          windows: pd.DataFrame, window: int, span: int = 1_000_000) -> list[np.ndarray]:
-    """Tokens of `sample`'s window at each reference window start (chrom, start), as the map builds them
-    (variants.variety_windows): the `window` variety bases from where the reference start lies in the
-    variety, shorter where the chromosome runs out. Windows are built chromosome by chromosome in stretches
-    of at most `span` bp of reference."""
-    out: list[np.ndarray] = [np.empty(0, np.uint8)] * len(windows)
-    at = np.arange(len(windows))
-    for chrom, rows in windows.groupby("chrom", sort=False):
-        starts = rows["start"].to_numpy(np.int64)
-        order = np.argsort(starts, kind="stable")
-        starts, where = starts[order], at[windows["chrom"].to_numpy() == chrom][order]
-        size = genome.chrom_sizes[chrom]
-        breaks = np.flatnonzero(np.diff(starts) > span) + 1
-        for chunk, index in zip(np.split(starts, breaks), np.split(where, breaks), strict=True):
-            lo, hi = int(chunk[0]), min(size, int(chunk[-1]) + window)
-            while True:  # deletions pull bases in from past hi: read on until the last window is whole
-                seq, offsets = variants.variety_sequence(genome, loaded, sample, chrom, lo, hi)
-                offsets = offsets[chunk - lo]
-                short = int(offsets[-1]) + window - len(seq)
-                if short <= 0 or hi == size:
-                    break
-                hi = min(size, hi + short + window)
-            for i, offset in zip(index, offsets, strict=True):
-                out[i] = seq[offset : offset + window]
-    return out
-
-
 def _load_vcfs(rows: pd.DataFrame, **load_kw) -> dict[tuple[str, str], variants.Variants]:
     """Each (vcf, reference) of the rows loaded once, for the samples the rows name."""
     loaded = {}
@@ -402,8 +374,8 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
     `sample_sheet` is a TSV path or a table from read_sample_sheet / sample_rows; peaks files may be BEDs of
     labelled windows (intervals.read_peaks). A variety given as reference + VCF sample has its peaks and
     windows in reference coordinates and its windows' tokens built as the map builds them
-    (variety_window_tokens; load_kw: het, missing, chrom_alias for variants.Variants.load); its GC-matched
-    background is matched on the reference's GC.
+    (variants.variety_tokens_at; load_kw: het, missing, chrom_alias for variants.Variants.load); its
+    GC-matched background is matched on the reference's GC.
 
     background "random" draws negatives uniformly off the peaks, "gc_matched" matches the positives' GC
     histogram; windows overlapping `exclude_bed` are neither positives nor negatives (`excluded` counts the
@@ -452,8 +424,8 @@ def from_genome(sample_sheet: Path | pd.DataFrame, mark: str, window: int, negat
         windows = pd.concat([positives, negatives.assign(label=0)], ignore_index=True)
         windows = windows[["chrom", "start", "end", "label"]].assign(variety=sample.variety)
         if sample.vcf:
-            tokens.extend(variety_window_tokens(genome, loaded[sample.vcf, sample.reference],
-                                                sample.vcf_sample, windows, window))
+            tokens.extend(variants.variety_tokens_at(genome, loaded[sample.vcf, sample.reference],
+                                                     sample.vcf_sample, windows, window))
         else:
             spans = zip(windows.chrom, windows.start, windows.end, strict=True)
             tokens.extend(genome.tokens(chrom, start, end) for chrom, start, end in spans)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyfaidx
-from pysam import BGZFile
 
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import bgzip_copy, cache_dir, compression, open_text
 
 ALPHABET = "ACGTN"
 N = 4
@@ -94,48 +89,11 @@ def gc_content(tokens, lengths=None) -> np.ndarray:
     return out[0] if tokens.ndim == 1 else out
 
 
-def compression(path) -> str:
-    """How a file is compressed, by its first bytes (not its name): "bgzip" (BGZF: the extra field 'BC' in its
-    block header), "gzip" (plain, no random access) or "" (none). The one place gzip is recognised."""
-    with open(path, "rb") as f:
-        head = f.read(18)
-    if head[:2] != b"\x1f\x8b":
-        return ""
-    return "bgzip" if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
-
-
-def open_text(path, newline: str | None = None, encoding: str | None = None):
-    """A text handle on a plain, gzip or bgzip file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file {path} does not exist.")
-    opener = gzip.open if compression(path) else open
-    return opener(path, "rt", newline=newline, encoding=encoding)
-
-
-def _cache_dir(path: Path) -> Path:
-    """A temp folder of files derived from `path`, one per path, size and modification time."""
-    stat = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    cache = Path(tempfile.gettempdir()) / "seq2epi-fai" / key
-    cache.mkdir(parents=True, exist_ok=True)
-    return cache
-
-
-def bgzip_copy(path: Path) -> Path:
-    """A bgzip copy of the plain-gzip file `path`, made once into a temp cache (random access needs BGZF)."""
-    copy = _cache_dir(path) / path.name
-    if not copy.exists():
-        with atomic_path(copy) as tmp, gzip.open(path, "rb") as source, BGZFile(str(tmp), "wb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
-    return copy
-
-
 def _index_names(path: Path) -> dict[str, str]:
     """pyfaidx index locations: next to the FASTA, or in a temp cache when that folder is read-only."""
     if Path(f"{path}.fai").exists() or os.access(path.parent, os.W_OK):
         return {}
-    cache = _cache_dir(path)
+    cache = cache_dir(path)
     return {"indexname": str(cache / f"{path.name}.fai"), "gzi_indexname": str(cache / f"{path.name}.gzi")}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from Bio import bgzf
 
 from seq2epi.data.sequence import Genome
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 
 _ASCII = np.frombuffer(b"ACGT", dtype=np.uint8)
 

@@ -101,3 +101,25 @@ def map_regions(chrom_sizes: dict[str, int], window: int, stride: int, size: int
         n = n_windows(length, window, stride)
         rows += [(chrom, j * stride, (min(j + per, n) - 1) * stride + window) for j in range(0, n, per)]
     return pd.DataFrame(rows, columns=["chrom", "start", "end"]).astype({"start": np.int64, "end": np.int64})
+
+
+def sequence_windows(length: int, window: int, stride: int) -> np.ndarray:
+    """Window starts that score a sequence of `length` bp: one at 0 when it fits the window (padded), else the
+    record's tiling (window_starts) plus one window ending at the last base, so every base is seen."""
+    if length <= window:
+        return np.zeros(1, np.int64)
+    starts = window_starts(0, length, window, stride)
+    return starts if starts[-1] + window == length else np.append(starts, length - window)
+
+
+def centred_start(start: int, end: int, window: int) -> int:
+    """Start of the `window` bp window centred on the REF span [start, end) (a SNV lands at window // 2)."""
+    return start + (end - start - window) // 2
+
+
+def track_windows(start: int, end: int, window: int, stride: int, size: int) -> tuple[int, int]:
+    """(first start, count) of the genome track's windows (starts at multiples of stride, inside the
+    chromosome) that hold the whole REF span [start, end)."""
+    first = max(0, -(-(end - window) // stride) * stride)
+    last = min(start // stride * stride, (size - window) // stride * stride)
+    return first, max(0, (last - first) // stride + 1)

@@ -38,8 +38,9 @@ import pandas as pd
 import pysam
 from numpy.lib.stride_tricks import sliding_window_view
 
-from seq2epi.data.sequence import PAD, Genome, N, compression, encode, open_text
+from seq2epi.data.sequence import PAD, Genome, N, encode
 from seq2epi.data.tiling import window_starts
+from seq2epi.lab.io import compression, open_text
 
 MASK = -1  # genotype code: mask the REF span with N
 REFERENCE = "reference"  # the name of the reference row in score matrices
@@ -477,18 +478,47 @@ def _apply(ref: np.ndarray, ref_lo: int, found: list, start: int, end: int, posi
     return np.concatenate(pieces)[first:last], index(np.asarray(positions, np.int64)) - first
 
 
-def _variety_windows(genome: Genome, variants: Variants | None, sample: str | None, chrom: str, start: int,
-                     end: int, window: int, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(variety tokens, PAD past the end, and the offset of each reference window start in them)."""
-    size, stop = genome.chrom_sizes[chrom], end
-    while True:
-        seq, index = variety_sequence(genome, variants, sample, chrom, start, stop)
-        offsets = index[starts - start]
+def variety_window_tokens(genome: Genome, variants: Variants | None, sample: str | None, chrom: str,
+                          starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The one builder of variety windows (the map, 01's VCF varieties and variant scoring call it): the
+    tokens of `sample` (None: the reference) from reference position starts[0], read on until the window at
+    the last of the sorted reference `starts` is whole or the chromosome ends, and each start's offset in
+    them. The window at starts[i] is tokens[offsets[i] : offsets[i] + window], shorter where the chromosome
+    runs out."""
+    size = genome.chrom_sizes[chrom]
+    lo, stop = int(starts[0]), min(size, int(starts[-1]) + window)
+    while True:  # deletions pull bases in from past stop: read on until the last window is whole
+        seq, index = variety_sequence(genome, variants, sample, chrom, lo, stop)
+        offsets = index[starts - lo]
         short = int(offsets[-1]) + window - len(seq)
         if short <= 0 or stop == size:
-            break
+            return seq, offsets
         stop = min(size, stop + short + window)
-    return np.concatenate([seq, np.full(max(short, 0), PAD, np.uint8)]), offsets
+
+
+def _window_view(seq: np.ndarray, offsets: np.ndarray, window: int) -> np.ndarray:
+    """The windows [len(offsets), window] of variety_window_tokens, PAD past the chromosome's end."""
+    short = max(0, int(offsets[-1]) + window - len(seq))
+    return sliding_window_view(np.concatenate([seq, np.full(short, PAD, np.uint8)]), window)[offsets]
+
+
+def variety_tokens_at(genome: Genome, variants: Variants | None, sample: str | None, windows: pd.DataFrame,
+                      window: int, span: int = 1_000_000) -> list[np.ndarray]:
+    """Tokens of `sample`'s window at each reference window start (chrom, start) of `windows`, in their
+    order, as the map builds them (variety_window_tokens), shorter where the chromosome runs out. Windows are
+    built chromosome by chromosome in stretches of at most `span` bp of reference."""
+    out: list[np.ndarray] = [np.empty(0, np.uint8)] * len(windows)
+    at = np.arange(len(windows))
+    for chrom, rows in windows.groupby("chrom", sort=False):
+        starts = rows["start"].to_numpy(np.int64)
+        order = np.argsort(starts, kind="stable")
+        starts, where = starts[order], at[windows["chrom"].to_numpy() == chrom][order]
+        breaks = np.flatnonzero(np.diff(starts) > span) + 1
+        for chunk, index in zip(np.split(starts, breaks), np.split(where, breaks), strict=True):
+            seq, offsets = variety_window_tokens(genome, variants, sample, chrom, chunk, window)
+            for i, offset in zip(index, offsets, strict=True):
+                out[i] = seq[offset : offset + window]
+    return out
 
 
 def _block_step(n_windows: int, n_rows: int, window: int, max_bytes: int | None) -> int:
@@ -506,10 +536,10 @@ def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str,
         raise ValueError(f"region {chrom}:{start}-{end} is {end - start} bp, shorter than the {window} bp "
                          f"window.")
     samples = [None] + (variants.samples if variants is not None else [])
-    views = [_variety_windows(genome, variants, s, chrom, start, end, window, starts) for s in samples]
+    views = [variety_window_tokens(genome, variants, s, chrom, starts, window) for s in samples]
     step = _block_step(len(starts), len(samples), window, max_bytes)
     for i in range(0, len(starts), step):
-        yield np.stack([sliding_window_view(seq, window)[offsets[i : i + step]] for seq, offsets in views])
+        yield np.stack([_window_view(seq, offsets[i : i + step], window) for seq, offsets in views])
 
 
 def sample_windows(genome: Genome, variants: Variants | None, sample: str | None, chrom: str, start: int,
@@ -517,8 +547,7 @@ def sample_windows(genome: Genome, variants: Variants | None, sample: str | None
     """variety_windows' tokens [n_windows, window] of one sample (None: the reference) alone."""
     check_interval(genome, chrom, start, end)
     starts = window_starts(start, end, window, stride)
-    seq, offsets = _variety_windows(genome, variants, sample, chrom, start, end, window, starts)
-    return sliding_window_view(seq, window)[offsets]
+    return _window_view(*variety_window_tokens(genome, variants, sample, chrom, starts, window), window)
 
 
 def variety_windows(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int, window: int,

@@ -1,4 +1,4 @@
-"""Records: executed/<date>_<experiment>[_n]/ folders: create, find, read, summarise, index; atomic writes."""
+"""Records: executed/<date>_<experiment>[_n]/ folders: create, find, read, summarise, index."""
 
 import contextlib
 import datetime
@@ -6,7 +6,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pandas as pd
 import yaml
 
 import seq2epi
+from seq2epi.lab import io
 from seq2epi.lab.parameters import idle_stages, project_root
 
 INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
@@ -24,27 +24,6 @@ INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayer
 INDEX_HEAD = ["# Lab records", "",
               "One row per record of `seq2epi run` / `seq2epi compare`; open its HTML for the notebook.", ""]
 MARKS = ("FAILED", "INTERRUPTED")  # files the runner leaves in a record that did not finish
-
-_UMASK = os.umask(0)  # read once (it can only be read by setting it): temporaries get the usual file mode
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def atomic_path(path) -> Iterator[Path]:
-    """A unique temporary path beside `path` that replaces it when the block ends without error: an
-    interrupted write never leaves a file that looks complete, and two writers never share a temporary.
-    The temporary ends with the file's name, so writers that infer a format from the suffix still do."""
-    path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 def new_record_dir(executed: Path, name: str, today: datetime.date | None = None) -> Path:
     """executed/<YYYY-MM-DD>_<name>, with _2, _3 … when that record exists: a record is never overwritten."""
@@ -395,6 +374,6 @@ def write_index(executed: Path) -> Path:
             cells[INDEX_COLUMNS.index("record")] = index_link(row["record"])
             lines.append("| " + " | ".join(cells) + " |")
         index = executed / "INDEX.md"
-        with atomic_path(index) as tmp:
+        with io.atomic_path(index) as tmp:
             tmp.write_text("\n".join(lines) + "\n")
     return index

@@ -24,8 +24,8 @@ from torch import nn
 from seq2epi.data.datasets import random_split, read_labeled_csv
 from seq2epi.data.intervals import held_out_region
 from seq2epi.data.sequence import PAD, N, encode, iter_fasta
+from seq2epi.lab.io import atomic_path
 from seq2epi.lab.progress import bar, log
-from seq2epi.lab.records import atomic_path
 from seq2epi.model.transformer import NucleicTransformer, is_padded
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc"]
@@ -316,4 +316,3 @@ def evaluate_lm(lm: MaskedLM, corpus: Corpus, cfg: PretrainConfig, device) -> tu
         w = float(weight.sum())
         loss_sum, weight_sum, hits, scored = loss_sum + loss.item() * w, weight_sum + w, hits + h, scored + s
     return loss_sum / max(weight_sum, 1e-8), hits / max(scored, 1)
-

@@ -18,9 +18,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from seq2epi.data.datasets import collate_trim
+from seq2epi.lab.io import atomic_path
 from seq2epi.lab.metrics import binary_metrics, pearson, spearman
 from seq2epi.lab.progress import bar, log
-from seq2epi.lab.records import atomic_path
 from seq2epi.model.precision import autocast, grad_scaler, resolve_precision, set_numerics
 from seq2epi.model.transformer import ModelConfig, NucleicTransformer, is_padded
 
