@@ -3,8 +3,14 @@ import os
 import pytest
 import torch
 
-from seq2epi.model.precision import (autocast, dtype_name, grad_scaler, resolve_device, resolve_precision,
-                                   set_numerics)
+from seq2epi.model.precision import (
+    autocast,
+    dtype_name,
+    grad_scaler,
+    resolve_device,
+    resolve_precision,
+    set_numerics,
+)
 
 
 @pytest.mark.parametrize(("capability", "expected"), [
