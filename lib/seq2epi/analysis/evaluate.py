@@ -12,8 +12,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from seq2epi.analysis import baselines, calibrate
-from seq2epi.data import intervals, sequence
+from seq2epi.analysis import baselines, calibrate, tracks
+from seq2epi.data import datasets, genomewide, intervals, sequence
 from seq2epi.lab import metrics
 from seq2epi.lab.records import atomic_path
 from seq2epi.model import predict, train
@@ -358,3 +358,16 @@ def baseline_notes(results: dict) -> list[str]:
         weights = ", ".join(f"{k} {v:.2f}" for k, v in stack["weights"].items())
         notes.append(f"{mark}: k-mer LR on 1..{kmer['k_max']}-mers, C {kmer['C']:g}{edge}; stack: {weights}")
     return notes
+
+
+def genomewide_tracks(every: pd.DataFrame, chrom_sizes: dict[str, int], artifacts=Path("artifacts")
+                      ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """A genome-wide record's track per target (predict.target_tracks of `every`), each written as
+    artifacts/track_<target>.bw and scored on the test block's bins (score_labelled_track)."""
+    artifacts = Path(artifacts)
+    dataset = datasets.load_dataset(artifacts / "dataset.npz")
+    by_target = predict.target_tracks(every, dataset["marks"])
+    for name, part in by_target.items():
+        tracks.write_bigwig(part, chrom_sizes, str(artifacts / f"track_{name}.bw"))
+    _, labelled, blocks = genomewide.load_genome(artifacts / "genome.npz")
+    return by_target, score_labelled_track(by_target, labelled, blocks, "test", dataset["centre_bin"])
