@@ -143,7 +143,8 @@ def test_training_as_a_torchrun_job_of_two_processes(workbook, monkeypatch):
 def test_a_failing_cell_exits_non_zero_naming_the_notebook_and_the_error(workbook, monkeypatch, capsys):
     assert run(workbook, monkeypatch, "run", "smoke", "-q", "--stages", "01", "-p", "input=bogus") == 1
     err = capsys.readouterr().err
-    assert "01_data_prep.ipynb" in err and "input must be csv, genome or simulate, not 'bogus'" in err
+    assert "01_data_prep.ipynb" in err
+    assert "input must be csv, genome, genomewide, genes or simulate, not 'bogus'" in err
     assert "| failed |" in (workbook / "executed" / "INDEX.md").read_text()
 
 
