@@ -112,9 +112,9 @@ def _merge_regions(args) -> None:
 
 
 def _device(name: str) -> str:
-    import torch
+    from seq2epi.model.precision import resolve_device
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    return resolve_device(name)
 
 
 def _predict(args) -> None:

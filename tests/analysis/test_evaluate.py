@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,3 +173,68 @@ def test_strand_readings_match_predicts_and_are_scored_side_by_side(toy_model):
     assert scored["forward"]["auroc"] == main["transformer"]["auroc"]
     table = evaluate.side_by_side({"K4": scored}, what="reading")
     assert table["reading"].tolist() == ["forward", "rc_average"]
+
+
+def planted_marks():
+    """Planted train/val/test parts, and the probabilities of a perfect model for them."""
+    parts = {"train": planted(300, 0), "val": planted(100, 1), "test": planted(100, 2)}
+    return parts, {name: parts[name][2] * 0.8 + 0.1 for name in ("val", "test")}
+
+
+def test_split_parts_and_overlap_free_rows_follow_the_dataset_split():
+    split = np.array(["train", "test", "val", "test"])
+    dataset = {"tokens": np.arange(8).reshape(4, 2), "lengths": np.array([2, 2, 1, 2]),
+               "labels": np.array([1.0, 0.0, 1.0, 1.0]), "split": split}
+    parts = evaluate.split_parts(dataset)
+    assert parts["test"][0].tolist() == [[2, 3], [6, 7]] and parts["val"][1].tolist() == [1]
+    windows = pd.DataFrame({"overlaps_train": [False, True, False, False]})
+    assert evaluate.overlap_free_rows(windows, split).tolist() == [False, True]
+    assert evaluate.overlap_free_rows(windows.drop(columns="overlaps_train"), split) is None
+
+
+def test_metrics_json_holds_the_headline_mark_every_mark_and_how_they_were_got(tmp_path):
+    parts, probs = planted_marks()
+    readings = {"forward": probs, "rc_average": probs}
+    results, curves, strands = evaluate.evaluate_marks(parts, probs, readings, ["H3K4me3"], n_boot=50)
+    assert set(strands["H3K4me3"]) == {"forward", "rc_average"} and set(curves) == {"H3K4me3"}
+    overlap_free = np.arange(100) % 4 > 0
+    summary = evaluate.write_metrics(tmp_path / "metrics.json", results, strands, {}, parts, "H3K27me3", 3,
+                                     "mcc", "fp32", False, overlap_free)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(written) == ["transformer", "gc_content", "kmer_logistic", "stack", "marks", "best_epoch",
+                             "n_train", "n_test", "threshold_criterion", "precision", "calibration",
+                             "rc_average", "strand", "n_test_overlapping_train"]
+    assert written["transformer"]["auroc"] == 1.0 == summary["marks"]["H3K4me3"]["transformer"]["auroc"]
+    assert (written["n_train"], written["n_test"], written["n_test_overlapping_train"]) == (300, 100, 25)
+    assert evaluate.baseline_notes(results)[0].startswith("H3K4me3: k-mer LR on 1..")
+
+
+def test_predictions_keep_every_val_and_test_row_with_its_label_and_score(tmp_path):
+    parts, probs = planted_marks()
+    split = np.array(["train"] * 300 + ["val"] * 100 + ["test"] * 100)
+    evaluate.write_predictions(tmp_path / "p.tsv.gz", split, parts, probs, ["H3K4me3"])
+    table = pd.read_csv(tmp_path / "p.tsv.gz", sep="\t")
+    assert list(table.columns) == ["split", "row", "label_H3K4me3", "score_H3K4me3"]
+    assert table["row"].tolist() == list(range(300, 500))
+    assert np.allclose(table["score_H3K4me3"], np.r_[probs["val"], probs["test"]])
+
+
+def test_calibrate_checkpoint_stores_temperature_and_thresholds_beside_the_model(tmp_path, toy_model):
+    import torch
+
+    from seq2epi.analysis import calibrate
+    from seq2epi.model import train
+
+    checkpoint = tmp_path / "best.pt"
+    train.save_checkpoint({"model": toy_model().state_dict(), "spec": {"window": 40}}, checkpoint)
+    parts, probs = planted_marks()
+    noisy = {name: np.clip(p + np.random.default_rng(1).normal(0, 0.3, len(p)), 0.01, 0.99)
+             for name, p in probs.items()}
+    results = {"H3K4me3": {"transformer": {"threshold": 0.5}}}
+    temperature, report = evaluate.calibrate_checkpoint(checkpoint, results, parts, noisy, ["H3K4me3"])
+    spec = torch.load(checkpoint, weights_only=True)["spec"]
+    assert spec["window"] == 40 and spec["thresholds"] == [0.5]
+    assert spec["temperature"] == pytest.approx(temperature.tolist())
+    saved = json.loads((tmp_path / calibrate.FILENAME).read_text())
+    assert saved["fitted_on"] == "val" and saved["thresholds"] == [pytest.approx(0.5)]
+    assert set(report["H3K4me3"]) == {"temperature", "n_bins", "before", "after"}

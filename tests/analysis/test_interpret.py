@@ -155,3 +155,26 @@ def test_salient_kmers_reads_precomputed_attributions(model, positives):
     assert salient_kmers(*positives, scores).equals(top_kmers(model, *positives, method="gradient"))
     with pytest.raises(ValueError, match="got 1 score arrays for 24 sequences"):
         salient_kmers(*positives, scores[:1])
+
+
+def test_confident_positives_are_the_label_1_rows_highest_score_first():
+    from seq2epi.analysis.interpret import confident_positives
+
+    labels = np.array([[1.0], [0.0], [1.0], [1.0], [np.nan]])
+    assert confident_positives(labels, np.array([0.2, 0.99, 0.9, 0.5, 1.0])).tolist() == [2, 3, 0]
+
+
+def test_attribution_figure_draws_a_logo_per_row_and_attention_is_square():
+    from seq2epi.analysis.interpret import attribution_figure, last_layer_attention
+
+    model = make_toy_model(kmers=(3,))
+    tokens = np.random.default_rng(0).integers(0, 4, (3, 20))
+    lengths = np.array([20, 18, 20])
+    scores = attributions(model, tokens[[2, 0]], lengths[[2, 0]])
+    fig = attribution_figure(scores, tokens, lengths, [2, 0], np.array([0.1, 0.2, 0.9]), "H3K4me3")
+    assert [ax.get_title() for ax in fig.axes] == ["test window 2: P(H3K4me3) = 0.900",
+                                                   "test window 0: P(H3K4me3) = 0.100"]
+    plt.close(fig)
+    attention = last_layer_attention(model, tokens[1, :18])
+    assert attention.ndim == 2 and attention.shape[0] == attention.shape[1]
+    assert np.allclose(attention.sum(1), 1, atol=1e-4)

@@ -4,6 +4,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import make_motif_data, make_toy_model  # noqa: E402
@@ -62,3 +63,15 @@ def test_a_jaspar_plant_motif_matches_itself_on_both_strands():
     plt.close(fig)
     with pytest.raises(ValueError, match="no CORE motif of tax group 'martians'"):
         jaspar_motifs(tax_group="martians")
+
+
+def test_motif_figure_draws_each_pattern_beside_its_best_match():
+    from seq2epi.analysis.motifs import motif_figure
+
+    ppm = np.eye(4)[[0, 1, 2, 3, 0]]
+    pattern = Pattern("pattern_0", ppm, ppm * 0.5, 7)
+    matches = pd.DataFrame({"pattern": ["pattern_0"] * 2, "rank": [2, 1], "match": ["M2", "M1"],
+                            "strand": ["+", "-"], "e_value": [0.5, 0.01]})
+    fig = motif_figure([pattern], matches, {"M1": ppm.T, "M2": ppm.T})
+    assert [ax.get_title() for ax in fig.axes] == ["pattern_0 (7 seqlets)", "M1 (-), E = 0.01"]
+    plt.close(fig)

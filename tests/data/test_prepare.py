@@ -426,3 +426,50 @@ def test_a_one_class_validation_split_is_warned_of():
     with pytest.warns(UserWarning, match=r"x.csv: the 2 validation sequence\(s\) of m all carry label 1, "
                                          r"so no AUROC chooses the best epoch"):
         prepare.check_two_classes(balance.assign(mark="m"), {"m": "x.csv"})
+
+
+def notebook_parameters(**values) -> dict:
+    """01's declared parameters (its template's defaults) with `values` set."""
+    from seq2epi.lab.parameters import declared_parameters
+
+    return {**declared_parameters(DATA.parents[1] / "notebooks" / "01_data_prep.ipynb"), **values}
+
+
+def test_from_parameters_reads_the_csv_files_as_from_csv_does(tmp_path):
+    params = notebook_parameters(train_csv="labeled.csv", test_csv="labeled_lower.csv", val_fraction=0.34,
+                                 kmers=[3], seed=2)
+    prepared = prepare.from_parameters(params, DATA, tmp_path)
+    direct = prepare.from_csv(DATA / "labeled.csv", DATA / "labeled_lower.csv", 0.34, 2, min_length=3)
+    np.testing.assert_array_equal(prepared["tokens"], direct["tokens"])
+    np.testing.assert_array_equal(prepared["split"], direct["split"])
+
+
+def test_from_parameters_writes_the_sheet_of_a_genome_experiment(sheet, tmp_path):
+    params = notebook_parameters(input="genome", sample_sheet=sheet.name, window=6, kmers=[3],
+                                 val_chroms=["chr2"], test_chroms=["chr3"], max_n_fraction=1.0)
+    prepared = prepare.from_parameters(params, sheet.parent, tmp_path)
+    written = pd.read_csv(tmp_path / "samples.tsv", sep="\t")
+    assert list(written["variety"]) == list(prepared["samples"]["variety"]) == ["v1", "v2", "v1"]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"input": "bam"}, "input must be csv, genome, genomewide, genes or simulate, not 'bam'"),
+    ({"input": "genome", "train_size": 10}, "train_size and background_n are for a single-mark training CSV"),
+])
+def test_from_parameters_refuses_what_it_cannot_prepare(tmp_path, values, message):
+    with pytest.raises(ValueError, match=message):
+        prepare.from_parameters(notebook_parameters(**values), DATA, tmp_path)
+
+
+def test_save_prepared_writes_the_dataset_and_its_windows(tmp_path):
+    from seq2epi.data import datasets
+
+    params = notebook_parameters(train_csv="labeled.csv", test_csv="labeled.csv", val_fraction=0.34,
+                                 kmers=[3])
+    prepared = prepare.from_parameters(params, DATA, tmp_path)
+    prepare.save_prepared(prepared, params, tmp_path)
+    saved = datasets.load_dataset(tmp_path / "dataset.npz")
+    assert saved["marks"] == ["H3K4me3"] and saved["input"] == "csv"
+    np.testing.assert_array_equal(saved["split"], prepared["split"])
+    assert len(pd.read_csv(tmp_path / "windows.tsv.gz", sep="\t")) == len(prepared["split"])
+    assert not (tmp_path / "background.bed").exists() and not (tmp_path / "genome.npz").exists()

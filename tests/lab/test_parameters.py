@@ -241,3 +241,10 @@ def test_recipes_are_not_experiments():
     for recipe in (REPO / "parameters" / "recipes").glob("*.yaml"):
         every_recipe_key |= set(yaml.safe_load(recipe.read_text())) - {"extends"}
     assert every_recipe_key <= set(BASE)
+
+
+def test_notebook_values_are_the_declared_parameters_of_the_stage_and_nothing_else():
+    declared = parameters.declared_parameters(REPO / "notebooks" / "01_data_prep.ipynb")
+    namespace = {**declared, "input": "genome", "np": object(), "_": 1}
+    values = parameters.notebook_values(namespace, "01_data_prep", REPO)
+    assert values == {**declared, "input": "genome"}

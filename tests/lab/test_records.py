@@ -247,3 +247,26 @@ def test_index_waits_for_another_writer_s_lock(tmp_path):
     os.close(fd)
     writer.join(5)
     assert not writer.is_alive() and len(index_rows(tmp_path)) == 1
+
+
+def trained(executed, name, aucs, **params):
+    folder = make_record(executed, name, experiment=name[11:], **params)
+    rows = "".join(f"{e}\t1.0\t{auc}\t0.8\t0.5\n" for e, auc in enumerate(aucs, 1))
+    (folder / "history.tsv").write_text("epoch\tval_loss\tval_auc\tval_acc\tval_mcc\n" + rows)
+    return records.read_record(folder)
+
+
+def test_compare_at_epoch_takes_each_records_best_or_asked_epoch_and_labels_by_the_parameter(tmp_path):
+    a = trained(tmp_path, "2026-01-01_k7", [0.7, 0.9, 0.8], mark="H3K4me3", kmers=[7])
+    b = trained(tmp_path, "2026-01-01_k13", [0.6, 0.65, 0.95], mark="H3K4me3", kmers=[13])
+    (b.path / "metrics.json").write_text('{"transformer": {"auroc": 0.91, "mcc": 0.7}}')
+    runs, table = records.compare_at_epoch([a, records.read_record(b.path)], "kmers")
+    assert list(runs) == ["k7 (kmers=[7])", "k13 (kmers=[13])"]
+    assert table["epoch"].tolist() == [2, 3] and table["kmers"].tolist() == ["[7]", "[13]"]
+    assert table["test_auroc"].isna().tolist() == [True, False]
+    assert records.compare_at_epoch([a], "kmers", 1)[1]["val_auc"].tolist() == [0.7]
+    with pytest.raises(ValueError, match="2026-01-01_k7/history.tsv has no epoch 9; it has epochs 1-3"):
+        records.compare_at_epoch([a], "kmers", 9)
+    untrained = records.read_record(make_record(tmp_path, "2026-01-01_x", experiment="x", mark="H3K4me3"))
+    with pytest.raises(ValueError, match="record 2026-01-01_x has no history.tsv: it was not trained"):
+        records.compare_at_epoch([untrained], "kmers")

@@ -3,7 +3,14 @@ import os
 import pytest
 import torch
 
-from seq2epi.model.precision import autocast, dtype_name, grad_scaler, resolve_precision, set_numerics
+from seq2epi.model.precision import (
+    autocast,
+    dtype_name,
+    grad_scaler,
+    resolve_device,
+    resolve_precision,
+    set_numerics,
+)
 
 
 @pytest.mark.parametrize(("capability", "expected"), [
@@ -57,3 +64,15 @@ def test_set_numerics(monkeypatch):
 def test_dtype_name_is_what_records_show():
     assert [dtype_name(resolve_precision(p, "cpu")) for p in ("auto", "fp32", "bf16", "fp16")] == \
         ["fp32", "fp32", "bf16", "fp16"]
+
+
+@pytest.mark.parametrize(("gpu", "expected"), [(True, "cuda"), (False, "cpu")])
+def test_auto_device_is_the_gpu_when_there_is_one(monkeypatch, gpu, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert resolve_device("auto") == expected
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+
+
+def test_an_unknown_device_is_one_sentence():
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda, cuda:<n> or mps, got 'gpu'"):
+        resolve_device("gpu")

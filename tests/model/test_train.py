@@ -1,5 +1,7 @@
 import math
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from seq2epi.model.train import (
     _loss,
     _val_metrics,
     _world,
+    configs_from,
     epoch_line,
     fit,
     history_columns,
@@ -349,3 +352,15 @@ def test_best_epoch_is_the_selection_columns_best_and_refuses_an_all_nan_history
     assert train.best_epoch(history, "mse")["epoch"] == 3
     with pytest.raises(ValueError, match="no epoch has a finite val_auc"):
         train.best_epoch(history.assign(val_auc=np.nan), "bce")
+
+
+def test_configs_from_02s_parameters_seed_training_and_cap_the_workers(monkeypatch):
+    from seq2epi.lab.parameters import declared_parameters
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    params = declared_parameters(Path(__file__).parents[2] / "notebooks" / "02_train.ipynb")
+    model, config = configs_from({**params, "kmers": [7, 13], "nlayers": 2, "num_workers": 8}, "cpu")
+    assert model.kmers == (7, 13) and model.nlayers == 2 and model.attention == params["attention"]
+    assert (config.seed, config.num_workers, config.device, config.epochs) == (0, 2, "cpu", params["epochs"])
+    _, config = configs_from({**params, "seed": 3, "train_seed": 5}, "cpu")
+    assert config.seed == 5 and config.loss == params["loss"]

@@ -2,6 +2,9 @@
 on all test windows and on those that overlap no training window; stack the transformer with the k-mer
 regression on validation; read both strands; calibrate the transformer's probabilities on validation."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
@@ -9,10 +12,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from seq2epi.analysis import baselines, calibrate
-from seq2epi.data import intervals, sequence
+from seq2epi.analysis import baselines, calibrate, tracks
+from seq2epi.data import datasets, genomewide, intervals, sequence
 from seq2epi.lab import metrics
-from seq2epi.model import predict
+from seq2epi.lab.records import atomic_path
+from seq2epi.model import predict, train
 
 _KEYS = ("auroc", "auprc", "mcc", "acc")
 
@@ -268,3 +272,102 @@ def calibrate_marks(labels: dict, probs: dict, marks: list[str], n_bins: int = 1
                         "before": _quality(y_test, p["test"][known, t], n_bins),
                         "after": _quality(y_test, after[known, t], n_bins)}
     return temperature, report
+
+
+SPLITS = ("train", "val", "test")
+
+
+def split_parts(dataset: dict) -> dict:
+    """A loaded dataset's train, val and test rows as (tokens, lengths, labels)."""
+    return {name: tuple(dataset[key][dataset["split"] == name] for key in ("tokens", "lengths", "labels"))
+            for name in SPLITS}
+
+
+def overlap_free_rows(windows: pd.DataFrame, split: np.ndarray) -> np.ndarray | None:
+    """The test rows sharing no 31-bp stretch with a training window (01's `overlaps_train` column, csv
+    mode); None when 01 did not mark them."""
+    if "overlaps_train" not in windows:
+        return None
+    return ~windows["overlaps_train"].to_numpy(bool)[np.asarray(split) == "test"]
+
+
+def evaluate_marks(parts: dict, probs: dict, readings: dict, marks: list[str], criterion: str = "mcc",
+                   n_boot: int = 1000, seed: int = 0, overlap_free: np.ndarray | None = None
+                   ) -> tuple[dict, dict, dict]:
+    """Per mark: evaluate_target on `probs` (the record's reading) and score_strands on both `readings`;
+    returns the results, the curves and the strand results, each keyed by mark."""
+    results, curves, strands = {}, {}, {}
+    for t, mark in enumerate(marks):
+        results[mark], curves[mark] = evaluate_target(parts, probs, t, criterion, n_boot, seed, overlap_free)
+        strands[mark] = score_strands(parts, readings, t, criterion, n_boot, seed, overlap_free)
+    return results, curves, strands
+
+
+def write_predictions(path, split: np.ndarray, parts: dict, probs: dict, marks: list[str]) -> pd.DataFrame:
+    """Every val and test row's label and score per mark, as a TSV (05_compare's ensembles of records)."""
+    scored = []
+    for name in ("val", "test"):
+        frame = pd.DataFrame({"split": name, "row": np.flatnonzero(np.asarray(split) == name)})
+        labels, scores = parts[name][2].reshape(len(frame), -1), probs[name].reshape(len(frame), -1)
+        for t, mark in enumerate(marks):
+            frame[f"label_{mark}"], frame[f"score_{mark}"] = labels[:, t], scores[:, t]
+        scored.append(frame)
+    table = pd.concat(scored)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    return table
+
+
+def calibrate_checkpoint(checkpoint, results: dict, parts: dict, probs: dict, marks: list[str],
+                         n_bins: int = 10, rc_average: bool = False) -> tuple[np.ndarray, dict]:
+    """One temperature per mark fitted on validation (calibrate_marks), stored with the validation-chosen
+    thresholds in the checkpoint's spec and, calibrated, in calibration.json beside it; returns
+    calibrate_marks' temperatures and report."""
+    labels = {name: parts[name][2] for name in ("val", "test")}
+    temperature, report = calibrate_marks(labels, probs, marks, n_bins)
+    thresholds = np.array([[results[mark]["transformer"]["threshold"] for mark in marks]])
+    train.update_spec(checkpoint, thresholds=thresholds[0].tolist(), temperature=temperature.tolist())
+    calibrated = calibrate.apply_temperature(thresholds, temperature)[0].tolist()  # the same calls
+    calibrate.save(Path(checkpoint).parent / calibrate.FILENAME, marks, temperature, fitted_on="val",
+                   rc_average=rc_average, thresholds=calibrated)
+    return temperature, report
+
+
+def write_metrics(path, results: dict, strands: dict, calibration: dict, parts: dict, mark: str,
+                  best_epoch: int, criterion: str, precision: str, rc_average: bool,
+                  overlap_free: np.ndarray | None = None) -> dict:
+    """03's metrics.json: the headline mark's metrics (`mark`, else the first) at the top level, every mark's
+    under `marks`, and how they were obtained; written atomically, returned."""
+    headline = results[mark] if mark in results else next(iter(results.values()))
+    summary = {**headline, "marks": results, "best_epoch": int(best_epoch),
+               "n_train": int(len(parts["train"][2])), "n_test": int(len(parts["test"][2])),
+               "threshold_criterion": criterion, "precision": precision, "calibration": calibration,
+               "rc_average": rc_average, "strand": strands,
+               "n_test_overlapping_train": None if overlap_free is None else int((~overlap_free).sum())}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def baseline_notes(results: dict) -> list[str]:
+    """One line per mark: the k-mer regression's chosen k and C, and the stack's weights."""
+    notes = []
+    for mark, models in results.items():
+        kmer, stack = models["kmer_logistic"], models["stack"]
+        edge = " (at the grid's edge: the best may lie beyond)" if kmer["C_at_edge"] else ""
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in stack["weights"].items())
+        notes.append(f"{mark}: k-mer LR on 1..{kmer['k_max']}-mers, C {kmer['C']:g}{edge}; stack: {weights}")
+    return notes
+
+
+def genomewide_tracks(every: pd.DataFrame, chrom_sizes: dict[str, int], artifacts=Path("artifacts")
+                      ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """A genome-wide record's track per target (predict.target_tracks of `every`), each written as
+    artifacts/track_<target>.bw and scored on the test block's bins (score_labelled_track)."""
+    artifacts = Path(artifacts)
+    dataset = datasets.load_dataset(artifacts / "dataset.npz")
+    by_target = predict.target_tracks(every, dataset["marks"])
+    for name, part in by_target.items():
+        tracks.write_bigwig(part, chrom_sizes, str(artifacts / f"track_{name}.bw"))
+    _, labelled, blocks = genomewide.load_genome(artifacts / "genome.npz")
+    return by_target, score_labelled_track(by_target, labelled, blocks, "test", dataset["centre_bin"])

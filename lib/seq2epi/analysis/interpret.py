@@ -178,3 +178,29 @@ def top_kmers(model: torch.nn.Module, tokens, lengths, k: int = 6, n: int = 20, 
     """salient_kmers of the sequences' attributions (method "ism" exact, "gradient" a one-pass estimate)."""
     scores = attributions(model, tokens, lengths, method, target, batch_size, device, progress)
     return salient_kmers(tokens, lengths, scores, k, n, min_count)
+
+
+def confident_positives(labels: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The rows labelled 1 (first target), the highest-scored first."""
+    positives = np.flatnonzero(np.asarray(labels).reshape(len(labels), -1)[:, 0] == 1)
+    return positives[np.argsort(-np.asarray(score)[positives])]
+
+
+def attribution_figure(scores: list[np.ndarray], tokens, lengths, rows, probability, mark: str):
+    """One attribution logo per row of `rows` (its ISM `scores`), titled with P(mark); returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(14, 1.8 * len(rows)), squeeze=False)
+    for ax, i, row_scores in zip(axes[:, 0], rows, scores, strict=False):
+        attribution_logo(row_scores, tokens[i, : lengths[i]], ax=ax)
+        ax.set_title(f"test window {i}: P({mark}) = {probability[i]:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def last_layer_attention(model: torch.nn.Module, tokens, device: str = "cpu") -> np.ndarray:
+    """The head-averaged self-attention of the last layer over one sequence's k-mer positions."""
+    with torch.inference_mode():
+        x = torch.as_tensor(np.asarray(tokens)[None], dtype=torch.long, device=device)
+        _, attention = model(x, return_attention=True)
+    return attention[0, -1].float().cpu().numpy()

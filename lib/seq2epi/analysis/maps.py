@@ -24,6 +24,7 @@ from seq2epi.data.variants import (
     read_samples,
 )
 from seq2epi.lab.progress import bar
+from seq2epi.lab.records import atomic_path
 
 Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n, L], lengths [n]) -> probs
 
@@ -345,3 +346,18 @@ def read_variety_labels(path) -> pd.Series:
     if doubled:
         raise ValueError(f"{path}: variety {doubled[0]!r} is listed twice; expected one row per variety.")
     return table.set_index("variety")[label].fillna("")
+
+
+def write_changes(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], carried: pd.DataFrame,
+                  window: int, stride: int, min_delta: float) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+    """Bins whose score moves by `min_delta` from the reference's in some variety, with the variants that
+    variety carries in the `window` bp the bin's score comes from (changed_windows.tsv), and the most
+    variable regions (variable_regions.tsv); returns both and the number of bins changed."""
+    changed = changed_windows(scores, bins, samples, min_delta=min_delta)
+    with_variants = variants_in(tiling.bin_windows(changed, window, stride), carried)
+    with atomic_path("changed_windows.tsv") as tmp:
+        with_variants.to_csv(tmp, sep="\t", index=False)
+    variable = variable_regions(scores, bins, samples, width_bins=10, n=20)
+    with atomic_path("variable_regions.tsv") as tmp:
+        variable.to_csv(tmp, sep="\t", index=False)
+    return with_variants, len(changed[["chrom", "start"]].drop_duplicates()), variable

@@ -113,3 +113,20 @@ def pattern_logo(matrix, ax=None, title: str = "", information: bool = False):
     logomaker.Logo(frame, ax=ax)
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def motif_figure(patterns: list[Pattern], matches: pd.DataFrame, jaspar: dict[str, np.ndarray]):
+    """Each pattern's contribution logo beside its best JASPAR match (match_motifs' rank 1, drawn on the
+    matched strand); returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(patterns), 2, figsize=(10, 1.8 * len(patterns)), squeeze=False)
+    for (cwm_ax, match_ax), pattern in zip(axes, patterns, strict=True):
+        pattern_logo(pattern.cwm, cwm_ax, f"{pattern.name} ({pattern.n_seqlets} seqlets)")
+        best = matches[(matches["pattern"] == pattern.name) & (matches["rank"] == 1)].iloc[0]
+        ppm = jaspar[best["match"]].T
+        ppm = ppm[::-1, ::-1] if best["strand"] == "-" else ppm
+        title = f"{best['match']} ({best['strand']}), E = {best['e_value']:.2g}"
+        pattern_logo(ppm, match_ax, title, information=True)
+    fig.tight_layout()
+    return fig

@@ -626,3 +626,16 @@ def plot_pretraining(history: pd.DataFrame) -> Figure:
             ax.legend(frameon=False, fontsize="small")
         sns.despine(fig)
     return fig
+
+
+def plot_population(store, region: tuple[str, int, int], scores: np.ndarray, bins: pd.DataFrame, stride: int,
+                    genes: pd.DataFrame | None = None, labels: pd.Series | None = None) -> dict[str, Figure]:
+    """04's figures of a variety map (a tracks.MatrixStore; `scores` [varieties, bins] its genome): the
+    varieties' differences over `region`, the genome in blocks as P(mark) and as the difference, and the
+    varieties on their first two principal components."""
+    block = maps.overview_bin_size(bins, stride)
+    return {"variety_map": plot_variety_differences(*store.read(*region), store.samples, region, genes=genes),
+            "genome_overview": plot_genome_overview(scores, bins, store.samples, block),
+            "genome_overview_difference": plot_genome_overview(scores, bins, store.samples, block,
+                                                               reference_row=0),
+            "variety_pca": plot_variety_pca(*maps.variety_pca(scores, store.samples), labels)}

@@ -9,6 +9,7 @@ import pandas as pd
 
 from seq2epi.data import datasets, genes, genomewide, intervals, sequence, variants
 from seq2epi.data.labels import build_labels
+from seq2epi.lab.records import atomic_path
 
 SAMPLE_COLUMNS = ("variety", "mark", "fasta", "peaks")  # a variety given by its own FASTA
 VCF_COLUMNS = ("variety", "mark", "reference", "vcf", "vcf_sample", "peaks")  # reference + a sample of a VCF
@@ -542,3 +543,107 @@ def from_genes(fasta: Path, gene_table: Path, marks: list[str], upstream: int, d
     return {"tokens": windows, "lengths": np.full(len(table), upstream + downstream, np.int32),
             "labels": targets, "split": table["split"].to_numpy(), "table": table, "marks": list(marks),
             "cuts": cuts}
+
+
+INPUTS = ("csv", "genome", "genomewide", "genes", "simulate")
+
+
+def _excluded_sequences(p: dict, data: Path) -> tuple[set[str], pd.DataFrame | None]:
+    """The sequences of `exclude_bed` (read from `exclude_fasta`) kept out of training, and its windows."""
+    if not p["exclude_bed"]:
+        return set(), None
+    held_out = intervals.read_labelled_windows(data / p["exclude_bed"])
+    exclude = sequences_in(held_out, data / p["exclude_fasta"])
+    print(f"{len(exclude)} sequences of {p['exclude_bed']} are kept out of training")
+    return exclude, held_out
+
+
+def _from_csv_parameters(p: dict, data: Path) -> dict:
+    exclude, held_out = _excluded_sequences(p, data)
+    common = dict(max_sequences=p["max_sequences"], crop_length=p["crop_length"], exclude=exclude,
+                  val_split=p["val_split"], max_test_sequences=p["max_test_sequences"],
+                  min_length=max(p["kmers"]))
+    if p["marks"]:
+        return from_csv_multi({m: data / p["train_csv"].format(mark=m) for m in p["marks"]},
+                              {m: data / p["test_csv"].format(mark=m) for m in p["marks"]},
+                              p["val_fraction"], p["seed"], **common)
+    extra = None
+    if p["background_n"]:
+        extra = Background(data / p["background_fasta"], p["background_n"], p["background"] == "gc_matched",
+                           blocked_regions(held_out, p["background_margin"], p["background_exclude"]),
+                           p["max_n_fraction"])
+    return from_csv(data / p["train_csv"], data / p["test_csv"], p["val_fraction"], p["seed"],
+                    train_size=p["train_size"], background=extra, **common)
+
+
+def _sample_sheet(p: dict, data: Path, artifacts: Path) -> pd.DataFrame:
+    """The varieties: the demo's simulated ones, the inline `samples`, or the `sample_sheet` file."""
+    if p["input"] == "simulate":
+        from seq2epi.data import simulate  # msprime and the demo genome, only when simulating
+
+        return read_sample_sheet(simulate.simulate_demo(
+            artifacts / "genome", n_chroms=p["sim_chroms"], chrom_len=p["sim_chrom_len"],
+            n_varieties=p["sim_varieties"], seed=p["seed"], sheet="vcf" if p["sim_vcf"] else "fasta"))
+    if p["samples"]:
+        return sample_rows(p["samples"], data)
+    return read_sample_sheet(data / p["sample_sheet"])
+
+
+def _from_genome_parameters(p: dict, data: Path, artifacts: Path) -> dict:
+    sheet = _sample_sheet(p, data, artifacts)
+    with atomic_path(artifacts / "samples.tsv") as tmp:  # absolute paths, for 04_predict_genome
+        sheet.to_csv(tmp, sep="\t", index=False)
+    prepared = from_genome(sheet, p["mark"], p["window"], p["negatives_per_positive"], p["val_chroms"],
+                           p["test_chroms"], p["seed"], p["max_sequences"], p["max_n_fraction"],
+                           p["background"], data / p["exclude_bed"] if p["exclude_bed"] else None,
+                           p["max_test_sequences"], min_length=max(p["kmers"]),
+                           val_varieties=p["val_varieties"], test_varieties=p["test_varieties"],
+                           het=p["het_policy"], missing=p["missing_policy"], chrom_alias=p["chrom_alias"])
+    return {**prepared, "samples": sheet}
+
+
+def _from_genomewide_parameters(p: dict, data: Path) -> dict:
+    return from_genomewide(data / p["genome_fasta"], p["window"], p["val_chroms"], p["test_chroms"],
+                           p["seed"], p["segmentation_bed"] and data / p["segmentation_bed"], p["label_map"],
+                           p["label_states"], peak_target_files(p["peak_targets"], data), p["label_bin"],
+                           p["centre_bin"], p["eval_stride"], p["baseline_windows"], p["max_n_fraction"],
+                           min_length=max(p["kmers"]))
+
+
+def from_parameters(params: dict, data: Path, artifacts: Path) -> dict:
+    """01's dataset from its parameters (parameters.notebook_values), by `input`: the prepared dict of
+    from_csv / from_csv_multi / from_genome (with `samples`, the sheet, also written to samples.tsv) /
+    from_genomewide / from_genes."""
+    p, kind = params, params["input"]
+    if (p["train_size"] or p["background_n"]) and (kind != "csv" or p["marks"]):
+        raise ValueError("train_size and background_n are for a single-mark training CSV "
+                         "(input: csv, no marks).")
+    if kind == "csv":
+        return _from_csv_parameters(p, data)
+    if kind in ("genome", "simulate"):
+        return _from_genome_parameters(p, data, artifacts)
+    if kind == "genomewide":
+        return _from_genomewide_parameters(p, data)
+    if kind == "genes":
+        return from_genes(data / p["genome_fasta"], data / p["gene_table"], p["gene_marks"],
+                          p["tss_upstream"], p["tss_downstream"], p["val_chroms"], p["test_chroms"],
+                          min_length=max(p["kmers"]))
+    raise ValueError(f"input must be csv, genome, genomewide, genes or simulate, not {kind!r}")
+
+
+def save_prepared(prepared: dict, params: dict, artifacts: Path) -> None:
+    """Write 01's dataset into `artifacts`: dataset.npz and windows.tsv.gz, and genome.npz (genomewide) or
+    background.bed (background negatives) when the inputs made them."""
+    if prepared.get("genome") is not None:
+        genomewide.save_genome(artifacts / "genome.npz", *prepared["genome"])
+    if prepared.get("background") is not None:
+        with atomic_path(artifacts / "background.bed") as tmp:
+            prepared["background"].to_csv(tmp, sep="\t", index=False, header=False)
+    extra = {}
+    if params["input"] == "genomewide":
+        extra = {key: params[key] for key in ("window", "centre_bin", "windows_per_epoch", "max_n_fraction")}
+    datasets.save_dataset(artifacts / "dataset.npz", prepared["tokens"], prepared["lengths"],
+                          prepared["labels"], prepared["split"], mark=params["mark"],
+                          marks=prepared.get("marks", [params["mark"]]), input=params["input"], **extra)
+    with atomic_path(artifacts / "windows.tsv.gz") as tmp:
+        prepared["table"].to_csv(tmp, sep="\t", index=False)

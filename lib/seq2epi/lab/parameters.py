@@ -94,6 +94,12 @@ def declared_parameters(notebook: Path) -> dict:
     return declared
 
 
+def notebook_values(namespace: dict, stage: str, root: Path | None = None) -> dict:
+    """The values a running notebook holds for the parameters its template (`stage`) declares, as a dict."""
+    template = (root or project_root()) / "notebooks" / f"{stage}.ipynb"
+    return {name: namespace[name] for name in declared_parameters(template)}
+
+
 class _Loader(yaml.SafeLoader):
     """YAML that reads 1e-4 as a number (YAML 1.1 wants 1.0e-4), as people write learning rates."""
 

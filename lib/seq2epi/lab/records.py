@@ -273,6 +273,36 @@ def learning_curve(compared: list[Record], by: str) -> pd.DataFrame:
     return table[keep & table["model"].isin(["transformer", "stack", *BASELINES])].reset_index(drop=True)
 
 
+def _row_at(record: Record, by: str, at_epoch: int) -> dict:
+    """A trained record's validation metrics at `at_epoch` (0: its best validation epoch), with its test
+    AUROC and MCC when it was tested."""
+    history = record.history
+    if history is None:
+        raise ValueError(f"record {record.name} has no history.tsv: it was not trained")
+    if at_epoch and at_epoch not in set(history["epoch"]):
+        raise ValueError(f"{record.name}/history.tsv has no epoch {at_epoch}; it has epochs 1-{len(history)}")
+    epoch = at_epoch or history.loc[history["val_auc"].idxmax(), "epoch"]
+    at = history.set_index("epoch", drop=False).loc[epoch]
+    row = {"record": record.name, "mark": record.mark, by: str(record.params.get(by)),
+           "epoch": int(at["epoch"]), **{c: at[c] for c in ("val_loss", "val_auc", "val_acc", "val_mcc")}}
+    if record.metrics is not None:
+        test = record.metrics["transformer"]
+        row.update({"test_auroc": test["auroc"], "test_mcc": test["mcc"]})
+    return row
+
+
+def compare_at_epoch(compared: list[Record], by: str, at_epoch: int = 0) -> tuple[dict, pd.DataFrame]:
+    """05's comparison: each record's history under a label naming its `by` value (and its mark when the
+    records predict several), and a table of each at `at_epoch` (0: its best validation epoch)."""
+    several_marks = len({record.mark for record in compared}) > 1
+    runs, rows = {}, []
+    for record in compared:
+        rows.append(_row_at(record, by, at_epoch))
+        label = f"{record.params['experiment']} ({by}={record.params.get(by)})"
+        runs[f"{label} {record.mark}" if several_marks else label] = record.history
+    return runs, pd.DataFrame(rows)
+
+
 def read_record(path: Path) -> Record:
     history, metrics = path / "history.tsv", path / "metrics.json"
     return Record(path, read_parameters(path),

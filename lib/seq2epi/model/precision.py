@@ -6,7 +6,17 @@ import os
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # a device's type; cuda:1 names one GPU
 NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def resolve_device(name: str) -> str:
+    """The device a notebook or command computes on: `auto` is the GPU when there is one, else the CPU."""
+    if str(name).split(":")[0] not in DEVICES:
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:<n> or mps, got {name!r}.")
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_precision(name: str, device: str | torch.device) -> torch.dtype | None:

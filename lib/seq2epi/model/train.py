@@ -54,6 +54,22 @@ class TrainConfig:
     loss: str = "bce"  # bce (classes) | mse (on the raw output) | poisson (the output is a log-rate; counts)
 
 
+MODEL_KEYS = ("ninp", "nhead", "nhid", "nlayers", "kmers", "dropout", "attention_dropout", "attention",
+              "kmer_features", "conv_stride")
+TRAIN_KEYS = ("epochs", "batch_size", "schedule", "lr", "lr_scale", "warmup", "weight_decay", "clip_grad",
+              "rc_augment", "precision", "tf32", "deterministic", "compile", "freeze_encoder_epochs", "loss")
+
+
+def configs_from(params: dict, device: str) -> tuple[ModelConfig, TrainConfig]:
+    """02's model and training configurations from its parameters (parameters.notebook_values) on `device`:
+    `train_seed` seeds training when set, else `seed`; `num_workers` is capped at this process's CPUs."""
+    model = ModelConfig(**{key: params[key] for key in MODEL_KEYS} | {"kmers": tuple(params["kmers"])})
+    seed = params["seed"] if params["train_seed"] is None else params["train_seed"]
+    workers = min(params["num_workers"], len(os.sched_getaffinity(0)))
+    return model, TrainConfig(**{key: params[key] for key in TRAIN_KEYS}, seed=seed, num_workers=workers,
+                              device=device)
+
+
 def _check_loss(loss: str) -> str:
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
