@@ -55,7 +55,7 @@ if [[ " $steps " == *" epoch "* ]]; then  # 01-03 with one epoch: a record with 
     $PYTHON - "$record" <<'PY'
 import json, re, sys
 from pathlib import Path
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 record = Path(sys.argv[1])
 nb = json.loads((record / "02_train.ipynb").read_text())
 seconds = nb["metadata"]["papermill"]["duration"]

@@ -8,10 +8,10 @@ For each number of varieties n, a population is simulated with msprime over real
 varieties, SNP diversity 0.003, 10% indels, recombination 1e-10 per bp) and written as a bgzipped VCF with a
 tabix index into a temp dir. Then, for each dedup path, a fresh process maps the reference and the n
 varieties into a MatrixStore region by region (seq2epi.analysis.maps.map_varieties) with a seeded, untrained
-model, so its peak RSS is its own. The allele path runs the model (inference: time in seq2epi.model.predict.predict);
-the byte path makes the same predictor calls (checked: a digest of every call's tokens must match) and so
-the same matrix, so it skips the model (as does the allele path at sizes left out of --infer-sizes).
-Reading is Variants.load, storing MatrixStore.write_region; the rest
+model, so its peak RSS is its own. The allele path runs the model (inference: time in
+seq2epi.model.predict.predict); the byte path makes the same predictor calls (checked: a digest of every
+call's tokens must match) and so the same matrix, so it skips the model (as does the allele path at sizes
+left out of --infer-sizes). Reading is Variants.load, storing MatrixStore.write_region; the rest
 (variety sequences, windows, patterns, hashing, scattering the scores) is build + hash. Last, the allele
 path's matrix is rewritten with each store option (dtype x compression) to measure size and error.
 """

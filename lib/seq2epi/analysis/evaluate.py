@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from seq2epi.analysis import baselines, calibrate, tracks
 from seq2epi.data import datasets, genomewide, intervals, sequence
 from seq2epi.lab import metrics
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 from seq2epi.model import predict, train
 
 _KEYS = ("auroc", "auprc", "mcc", "acc")

@@ -23,8 +23,8 @@ from seq2epi.data.variants import (
     index_vcf,
     read_samples,
 )
+from seq2epi.lab.io import atomic_path
 from seq2epi.lab.progress import bar
-from seq2epi.lab.records import atomic_path
 
 Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (tokens [n, L], lengths [n]) -> probs
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from seq2epi.data import datasets, genes, genomewide, intervals, sequence, variants
 from seq2epi.data.labels import build_labels
-from seq2epi.lab.records import atomic_path
+from seq2epi.lab.io import atomic_path
 
 SAMPLE_COLUMNS = ("variety", "mark", "fasta", "peaks")  # a variety given by its own FASTA
 VCF_COLUMNS = ("variety", "mark", "reference", "vcf", "vcf_sample", "peaks")  # reference + a sample of a VCF
