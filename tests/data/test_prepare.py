@@ -473,3 +473,59 @@ def test_save_prepared_writes_the_dataset_and_its_windows(tmp_path):
     np.testing.assert_array_equal(saved["split"], prepared["split"])
     assert len(pd.read_csv(tmp_path / "windows.tsv.gz", sep="\t")) == len(prepared["split"])
     assert not (tmp_path / "background.bed").exists() and not (tmp_path / "genome.npz").exists()
+
+
+@pytest.fixture
+def labelled_genome(tmp_path):
+    """Two random chromosomes of 40 kb; states 1-3 in 1-kb segments over chrA and chrB up to 36 kb (the rest
+    unlabelled), a few peaks, and a gene table."""
+    rng = np.random.default_rng(0)
+    fasta = tmp_path / "g.fa"
+    fasta.write_text("".join(f">{c}\n{''.join(rng.choice(list('ACGT'), 40_000))}\n"
+                             for c in ("chrA", "chrB")))
+    (tmp_path / "states.bed").write_text("".join(f"{c}\t{s}\t{s + 1000}\t{1 + (s // 1000) % 3}\n"
+                                                 for c in ("chrA", "chrB") for s in range(0, 36_000, 1000)))
+    (tmp_path / "peaks.bed").write_text("chrA\t5000\t5400\tleaf,flower\nchrB\t9000\t9300\tflower\n")
+    rows = ["gene_id\tchrom\tstart\tend\tstrand\tK4"] + [f"g{i}\tchrA\t{s}\t{s + 900}\t{'+-'[i % 2]}\t{i}"
+                                                         for i, s in enumerate(range(2000, 38_000, 2000))]
+    (tmp_path / "genes.tsv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_from_genomewide_tiles_held_out_blocks_and_draws_training_windows_elsewhere(labelled_genome):
+    d = labelled_genome
+    prepared = prepare.from_genomewide(d / "g.fa", 1000, ["chrB:0-20000"], ["chrB:20000-36000"], seed=0,
+                                       segmentation=d / "states.bed",
+                                       label_map={"one": [1], "two_three": [2, 3]},
+                                       peaks={"leaf": (d / "peaks.bed", "leaf")}, centre_bin=200,
+                                       eval_stride=500, baseline_windows=300, min_length=9)
+    table, labels = prepared["table"], prepared["labels"]
+    assert prepared["marks"] == ["one", "two_three", "leaf"] and labels.shape == (len(table), 3)
+    assert prepared["tokens"].shape == (len(table), 1000) and (prepared["lengths"] == 1000).all()
+    train, val, test = (table[table["split"] == s] for s in ("train", "val", "test"))
+    assert len(train) == 300 and (train["chrom"] == "chrA").all() and train["end"].max() <= 36_000
+    assert (val["start"] >= 0).all() and (val["end"] <= 20_000).all() and (val["chrom"] == "chrB").all()
+    assert (test["start"] >= 20_000).all() and (test["end"] <= 36_000).all()
+    both = labels[:, :2]
+    assert np.isin(both, [0, 1]).all() and (both.sum(axis=1) >= 1).all()  # a segmentation: a state each
+    assert np.nansum(labels[prepared["split"] == "train", 2]) > 0  # a few windows sit on the leaf peak
+    tokens, labelled, blocks = prepared["genome"]
+    assert set(tokens) == {"chrA", "chrB"} and set(blocks["split"]) == {"train", "val", "test"}
+    with pytest.raises(ValueError, match="train_genome_bp 40,000 is more than the 36,000 bp"):
+        prepare.from_genomewide(d / "g.fa", 1000, ["chrB:0-20000"], ["chrB:20000-36000"], seed=0,
+                                segmentation=d / "states.bed", label_map={"one": [1]}, train_genome_bp=40_000)
+
+
+def test_from_genes_reads_each_tss_on_its_strand_and_holds_genes_out_by_block(labelled_genome):
+    d = labelled_genome
+    prepared = prepare.from_genes(d / "g.fa", d / "genes.tsv", ["K4"], 300, 200, ["chrA:14000-24000"],
+                                  ["chrA:24000-40000"], min_length=9)
+    table = prepared["table"]
+    assert prepared["tokens"].shape == (len(table), 500) and prepared["marks"] == ["K4"]
+    np.testing.assert_allclose(prepared["labels"][:, 0], np.log1p(table["K4"]), rtol=1e-6)
+    tss = np.where(table["strand"] == "+", table["start"], table["end"] - 1)
+    split = table["split"].to_numpy()
+    assert (tss[split == "val"] >= 14_000).all() and (tss[split == "val"] < 24_000).all()
+    assert (tss[split == "test"] >= 24_000).all() and (tss[split == "train"] < 14_000).all()
+    assert any("TSS window reaches a held-out block" in cut for cut in prepared["cuts"]) or \
+        (tss[split == "train"] + 300 <= 14_000).all()

@@ -607,7 +607,7 @@ def _from_genomewide_parameters(p: dict, data: Path) -> dict:
                            p["seed"], p["segmentation_bed"] and data / p["segmentation_bed"], p["label_map"],
                            p["label_states"], peak_target_files(p["peak_targets"], data), p["label_bin"],
                            p["centre_bin"], p["eval_stride"], p["baseline_windows"], p["max_n_fraction"],
-                           min_length=max(p["kmers"]))
+                           min_length=max(p["kmers"]), train_genome_bp=p["train_genome_bp"])
 
 
 def from_parameters(params: dict, data: Path, artifacts: Path) -> dict:
