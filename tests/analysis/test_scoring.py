@@ -10,11 +10,11 @@ import torch
 import yaml
 from conftest import RECORD_MARKS, RECORD_STRIDE, RECORD_WINDOW, make_record, make_toy_model
 
-from seq2epi.analysis import calibrate, scoring
+from seq2epi.analysis import scoring
 from seq2epi.data import datasets, readers
 from seq2epi.data.sequence import PAD, encode
 from seq2epi.lab import records
-from seq2epi.model import train
+from seq2epi.model import calibrate, train
 from seq2epi.model.predict import predict
 
 DATA = Path(__file__).parents[1] / "data"

@@ -12,11 +12,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from seq2epi.analysis import baselines, calibrate, tracks
+from seq2epi.analysis import baselines, tracks
 from seq2epi.data import datasets, genomewide, intervals, sequence
 from seq2epi.lab import metrics
 from seq2epi.lab.io import atomic_path
-from seq2epi.model import predict, train
+from seq2epi.model import calibrate, predict, train
 
 _KEYS = ("auroc", "auprc", "mcc", "acc")
 

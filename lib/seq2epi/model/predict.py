@@ -12,11 +12,10 @@ import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from seq2epi.analysis import calibrate
 from seq2epi.data import prepare, tiling
 from seq2epi.data.sequence import PAD, Genome, N, reverse_complement
 from seq2epi.lab.progress import bar, meter
-from seq2epi.model import train
+from seq2epi.model import calibrate, train
 from seq2epi.model.precision import autocast, resolve_precision
 from seq2epi.model.transformer import ModelConfig, NucleicTransformer
 

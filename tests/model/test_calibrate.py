@@ -4,8 +4,8 @@ from functools import partial
 import numpy as np
 import pytest
 
-from seq2epi.analysis import calibrate
 from seq2epi.lab import metrics
+from seq2epi.model import calibrate
 
 
 def sampled(n: int, seed: int, temperature: float = 1.0):
