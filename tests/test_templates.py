@@ -8,7 +8,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MAX_CODE_LINES = 90  # per template, its parameters cell left out
 MAX_CELL_LINES = 25
-TOO_THICK = {"04_predict_genome"}  # 108 code lines: its tracks and varieties cells still compute in place
 
 
 def code_cells(template: Path) -> list[int]:
@@ -19,9 +18,7 @@ def code_cells(template: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("template", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_a_template_is_thin(template, request):
-    if template.stem in TOO_THICK:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="over 90 code lines; issue 20, item 5"))
+def test_a_template_is_thin(template):
     lines = code_cells(template)
     assert max(lines) <= MAX_CELL_LINES, f"{template.name}: a code cell of {max(lines)} lines"
     assert sum(lines) <= MAX_CODE_LINES, f"{template.name}: {sum(lines)} code lines"

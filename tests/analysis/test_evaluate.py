@@ -222,8 +222,7 @@ def test_predictions_keep_every_val_and_test_row_with_its_label_and_score(tmp_pa
 def test_calibrate_checkpoint_stores_temperature_and_thresholds_beside_the_model(tmp_path, toy_model):
     import torch
 
-    from seq2epi.model import calibrate
-    from seq2epi.model import train
+    from seq2epi.model import calibrate, train
 
     checkpoint = tmp_path / "best.pt"
     train.save_checkpoint({"model": toy_model().state_dict(), "spec": {"window": 40}}, checkpoint)

@@ -14,6 +14,7 @@ from seq2epi.data.intervals import (
     read_gff_genes,
     read_labelled_windows,
     read_peaks,
+    regions_table,
     sample_background,
     split_by_region,
     summit_windows,
@@ -292,3 +293,9 @@ def test_promoters_sit_upstream_of_the_tss_on_either_strand_and_intergenic_windo
     background = intergenic_windows(genes, {"c1": 50_000}, 1000, 20, seed=0, margin=2000)
     assert len(background) == 20 and not overlaps(background, genes.assign(
         start=genes["start"] - 2000, end=genes["end"] + 2000)).any()
+
+
+def test_regions_table_reads_regions_or_leaves_the_whole_genome():
+    table = regions_table(["chr1:0-100", "chr2:5-9"])
+    assert table.values.tolist() == [["chr1", 0, 100], ["chr2", 5, 9]]
+    assert regions_table([]) is None

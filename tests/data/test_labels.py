@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seq2epi.data.labels import GenomeLabels, build_labels
+from seq2epi.data.labels import GenomeLabels, build_labels, drawn_labels
 
 DATA = Path(__file__).parents[1] / "data"
 SIZES = {"chr1": 50, "chr2": 25, "chr3": 10}
@@ -97,3 +97,11 @@ def test_targets_must_be_named_once_and_exist():
         tiny_labels(peaks={"active": (DATA / "dhs.bed", "")})
     with pytest.raises(ValueError, match="no targets"):
         build_labels(SIZES, segmentation=DATA / "states.bed")
+
+
+def test_drawn_labels_are_the_segmentation_and_the_first_peak_target():
+    sizes = {"chr1": 50, "chr2": 30}
+    states, peaks = drawn_labels(DATA / "states.bed", {"dhs_leaf": (DATA / "dhs.bed", "wtleaf")}, sizes)
+    assert states.iloc[0].tolist() == ["chr1", 0, 20, "1"]
+    assert peaks.values.tolist() == [["chr1", 5, 15], ["chr1", 42, 48], ["chr2", 0, 4]]
+    assert drawn_labels(None, {}, sizes) == (None, None)

@@ -1,12 +1,14 @@
 """Atomic writes, compression by first bytes, text opening, safe file names; os.replace in one place."""
 
 import gzip
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import seq2epi
-from seq2epi.lab.io import atomic_path, compression, open_text, safe_name, safe_names
+from seq2epi.lab.io import atomic_path, compression, open_text, safe_name, safe_names, write_json
 
 
 def test_atomic_path_replaces_the_file_only_when_the_block_succeeds(tmp_path):
@@ -44,3 +46,8 @@ def test_os_replace_is_called_only_by_atomic_path():
     lib = Path(seq2epi.__file__).parent
     callers = sorted(str(p.relative_to(lib)) for p in lib.rglob("*.py") if "os.replace(" in p.read_text())
     assert callers == ["lab/io.py"] and (lib / "lab/io.py").read_text().count("os.replace(") == 1
+
+
+def test_write_json_writes_numpy_numbers_whole(tmp_path):
+    write_json(tmp_path / "m.json", {"auroc": np.float32(0.5), "n": 3})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"auroc": 0.5, "n": 3}

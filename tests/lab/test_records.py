@@ -270,3 +270,12 @@ def test_compare_at_epoch_takes_each_records_best_or_asked_epoch_and_labels_by_t
     untrained = records.read_record(make_record(tmp_path, "2026-01-01_x", experiment="x", mark="H3K4me3"))
     with pytest.raises(ValueError, match="record 2026-01-01_x has no history.tsv: it was not trained"):
         records.compare_at_epoch([untrained], "kmers")
+
+
+def test_model_record_is_the_named_record_beside_this_one_or_this_one(tmp_path):
+    here = make_record(tmp_path, "2021-05-03_map", experiment="map")
+    other = make_record(tmp_path, "2021-05-02_train", experiment="train")
+    assert records.model_record("", here).path == here
+    assert records.model_record("train", here).path == other
+    with pytest.raises(FileNotFoundError):
+        records.model_record("nothing", here)

@@ -84,3 +84,13 @@ def track_at_genes(tracks: dict[str, pd.DataFrame], genes: pd.DataFrame, marks: 
             results.setdefault(mark, {})[target] = metrics.regression_metrics(
                 both.iloc[:, 1].to_numpy(), both.iloc[:, 0].to_numpy(), n_boot, seed)
     return table, results
+
+
+def test_genes_at_tracks(tracks: dict[str, pd.DataFrame], gene_table, marks: list[str],
+                         chrom_sizes: dict[str, int], val_regions: list[str], test_regions: list[str],
+                         upstream: int, downstream: int) -> tuple[pd.DataFrame, dict]:
+    """track_at_genes on the genes of a gene table (gene_tables.read_gene_table) whose TSS lies in the test
+    regions: the genome-wide tracks read where a per-gene value was measured but never trained on."""
+    genes = gene_tables.read_gene_table(gene_table, marks, chrom_sizes)
+    split = gene_tables.split_genes(genes, val_regions, test_regions, upstream, downstream)
+    return track_at_genes(tracks, genes[split == "test"], marks, upstream, downstream)

@@ -130,6 +130,15 @@ def map_varieties(predictor: Predictor, genome: Genome, store: MatrixStore, regi
     return totals
 
 
+def population_summary(loaded: Variants, stats: dict) -> str:
+    """The varieties mapped and how many of their windows were distinct (predicted), in two lines."""
+    lines = [f"{len(loaded.samples)} varieties; VCF records and calls: {loaded.counts}"]
+    if stats["total"]:
+        lines.append(f"{stats['distinct']:,} distinct of {stats['total']:,} variety windows "
+                     f"({stats['distinct'] / stats['total']:.1%}) were predicted")
+    return "\n".join(lines)
+
+
 def map_population(predictor: Predictor, genome: Genome, vcf_path, path, window: int, stride: int,
                    block: int, regions: pd.DataFrame | None = None, samples: list[str] | None = None,
                    progress: bool = True, **load_kw) -> tuple[MatrixStore, pd.DataFrame, dict]:

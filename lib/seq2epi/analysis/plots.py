@@ -216,6 +216,15 @@ def plot_gene_scatter(y: np.ndarray, scores: dict[str, np.ndarray], marks: list[
     return fig
 
 
+def plot_target_tracks(tracks: dict[str, pd.DataFrame], region: tuple[str, int, int],
+                       genes: pd.DataFrame | None = None, peaks: pd.DataFrame | None = None,
+                       states: pd.DataFrame | None = None) -> Figure:
+    """plot_track of a multi-target record: every target's track over `region`, under the genes, the
+    segmentation and the peaks."""
+    (first, track), *others = tracks.items()
+    return plot_track(track, region, genes=genes, peaks=peaks, states=states, extra=dict(others), name=first)
+
+
 def plot_gene_track_scatter(per_gene: pd.DataFrame, mark: str, targets: list[str], results: dict) -> Figure:
     """A gene's measured `mark` (log1p) against each target's mean track score over its TSS region, one panel
     per target titled with the Spearman (track_at_genes' table and results)."""

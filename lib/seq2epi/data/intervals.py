@@ -312,6 +312,12 @@ def parse_region(text: str) -> tuple[str, int, int]:
     return chrom, int(start), int(end)
 
 
+def regions_table(texts: list[str]) -> pd.DataFrame | None:
+    """'chrom:start-end' texts as a chrom, start, end table (None for none: the whole genome)."""
+    spans = [parse_region(text) for text in texts]
+    return pd.DataFrame(spans, columns=["chrom", "start", "end"]) if spans else None
+
+
 def overlaps(windows: pd.DataFrame, peaks: pd.DataFrame) -> np.ndarray:
     """Whether each window (chrom,start,end) overlaps any peak, in the windows' order."""
     hits = bioframe.overlap(windows[["chrom", "start", "end"]].reset_index(drop=True),

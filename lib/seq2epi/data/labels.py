@@ -223,3 +223,12 @@ def read_segmentation(path: Path, chrom_sizes: dict[str, int]) -> pd.DataFrame:
 def read_peak_set(path: Path, name_filter: str, chrom_sizes: dict[str, int]) -> pd.DataFrame:
     """A peak target's peaks (chrom, start, end) as build_labels reads them, e.g. to draw them."""
     return _read_peak_target(path, name_filter, chrom_sizes)[["chrom", "start", "end"]].reset_index(drop=True)
+
+
+def drawn_labels(segmentation: Path | None, peak_targets: dict[str, tuple[Path, str]],
+                 chrom_sizes: dict[str, int]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """What a track figure draws beside the predictions: the segmentation (read_segmentation) and the first
+    peak target's peaks (read_peak_set), each None when absent."""
+    states = read_segmentation(segmentation, chrom_sizes) if segmentation else None
+    first = next(iter(peak_targets.values()), None)
+    return states, read_peak_set(*first, chrom_sizes) if first else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -34,6 +35,12 @@ def atomic_path(path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path, value) -> None:
+    """`value` as indented JSON at `path`, atomically (numpy numbers as floats)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, default=float))
 
 
 def compression(path) -> str:

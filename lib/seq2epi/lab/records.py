@@ -303,6 +303,14 @@ def compare_at_epoch(compared: list[Record], by: str, at_epoch: int = 0) -> tupl
     return runs, pd.DataFrame(rows)
 
 
+def model_record(checkpoint: str, here: Path | None = None) -> Record:
+    """The record whose model a notebook running in the record `here` (default: the working directory)
+    predicts with: another record named by `checkpoint` (its name or experiment id, beside `here`), else
+    `here` itself."""
+    here = Path.cwd() if here is None else Path(here)
+    return Record.find(checkpoint, here.parent) if checkpoint else read_record(here)
+
+
 def read_record(path: Path) -> Record:
     history, metrics = path / "history.tsv", path / "metrics.json"
     return Record(path, read_parameters(path),
