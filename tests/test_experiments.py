@@ -250,6 +250,18 @@ def test_resume_may_change_what_does_not_change_the_model_or_its_data(workbook, 
     assert executed_stages == ["01_data_prep", "02_train"]
 
 
+def test_a_key_added_since_the_record_ran_resumes_at_its_default_and_refuses_another(workbook, unfinished):
+    stored = yaml.safe_load((unfinished / "parameters.yaml").read_text())
+    del stored["eval_stride"]  # as if the record ran before the key existed
+    (unfinished / "parameters.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(ValueError, match="eval_stride: 1000 there, 500 now"):  # it ran at the default
+        experiments.run_experiment("smoke", workbook, stages=["01_data_prep"],
+                                   overrides={"resume": True, "eval_stride": 500})
+    resumed = experiments.run_experiment("smoke", workbook, stages=["01_data_prep"],
+                                         overrides={"resume": True})
+    assert resumed == unfinished
+
+
 def test_resume_refuses_a_record_holding_a_symlink(workbook, unfinished, tmp_path):
     outside = tmp_path / "outside.pt"
     outside.write_bytes(b"weights")

@@ -223,9 +223,10 @@ def resolve_references(params: dict, executed: Path) -> dict:
     return {**params, **resolved}
 
 
-def check_resumable(record: Path, params: dict) -> None:
+def check_resumable(record: Path, params: dict, defaults: dict | None = None) -> None:
     """Refuse to continue a record under other parameters than its own (RESUMABLE keys aside), or one holding
-    a symbolic link (resuming would write through it), before anything in it changes."""
+    a symbolic link (resuming would write through it), before anything in it changes. A key the record lacks
+    (added to the workbook since it ran) matches only its `defaults` value: the behaviour from before it."""
     links = [Path(folder, name) for folder, folders, files in os.walk(record) for name in folders + files
              if os.path.islink(os.path.join(folder, name))]
     if record.is_symlink() or links:
@@ -233,6 +234,7 @@ def check_resumable(record: Path, params: dict) -> None:
         raise ValueError(f"record {record.name} holds a symbolic link ({link}); resume continues only a "
                          "record that holds its own files: run without resume for a new record")
     stored, absent = records.read_parameters(record), "(absent)"
+    stored = {**{k: v for k, v in (defaults or {}).items() if k in params}, **stored}
     changed = sorted(k for k in (set(stored) | set(params)) - RESUMABLE
                      if stored.get(k, absent) != params.get(k, absent))
     if changed:
@@ -247,7 +249,7 @@ def _open_record(params: dict, executed: Path) -> Path:
     """The unfinished record that `resume: true` continues (checked first), else a new one."""
     unfinished = params["resume"] and records.unfinished_record(executed, params["experiment"])
     if unfinished:
-        check_resumable(unfinished, params)
+        check_resumable(unfinished, params, parameters.base_defaults(executed.parent))
     record = unfinished or records.new_record_dir(executed, params["experiment"])
     for mark in records.MARKS:
         (record / mark).unlink(missing_ok=True)

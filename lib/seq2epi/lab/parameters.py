@@ -145,6 +145,11 @@ def _read_file(path: Path) -> dict:
     return content
 
 
+def base_defaults(root: Path) -> dict:
+    """The workbook's defaults: parameters/base.yaml."""
+    return _read_file(root / "parameters" / "base.yaml")
+
+
 def _type_name(value) -> str:
     return "date (quote it to make it text)" if isinstance(value, datetime.date) else type(value).__name__
 
