@@ -5,9 +5,9 @@
 
 A genome-wide Arabidopsis record (chromatin states of chr1) scores the rice SMEP test windows of each mark
 with the target named beside it (`active`, states 1-2, for H3K4me3 and H3K9ac; `polycomb`, state 5, for
-H3K27me3): each window tiled with the record's window and stride (SMEP windows, 128-799 bp, are shorter
-than a 1-kb window and are read whole), max and mean over the windows. Beside it, on the same windows: GC content alone
-(its direction as measured there, so at least 0.5), and the SMEP record's own transformer and k-mer LR
+H3K27me3): each window tiled with the record's window and stride (SMEP windows, 128-799 bp, are shorter than a
+1-kb window and are read whole), max and mean over the windows. Beside it, on the same windows: GC content
+alone (its direction as measured there, so at least 0.5), and the SMEP record's own transformer and k-mer LR
 (trained on SMEP, from its metrics.json) where one is committed. The Arabidopsis model never saw rice or SMEP.
 """
 
