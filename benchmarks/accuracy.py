@@ -2,12 +2,16 @@
 
     python benchmarks/accuracy.py smep_h3k4me3 smep_h3k27me3 smep_h3k9ac 0503_train1 ...
     python benchmarks/accuracy.py --curve lc_h3k4me3_scratch lc_h3k4me3_pretrained ...
+    python benchmarks/accuracy.py --genes arabidopsis_chr1_genes
 
 Each experiment's newest record (or a record folder's name) gives one row per model (transformer, GC content,
 k-mer logistic regression, and the validation-fitted stack of transformer + k-mer LR where the record has it):
 test AUROC / AUPRC / MCC with bootstrap 95 % intervals, beside the lab's target (AUROC 0.95, MCC 0.75), and
 the transformer's validation AUROC at its chosen epoch (what selection saw). Where a record also scored the
 test windows that overlap no training window, their AUROC and MCC (and how many they are) join each row.
+
+With --genes, each per-gene record (input: genes) gives one row per mark and model (transformer, k-mer ridge,
+GC content): test Spearman and Pearson with bootstrap 95 % intervals.
 
 With --curve, each named record (or every record of a named experiment) is a point of a learning curve: one
 row per mark, training size (`train_size`) and curve (records.learning_curve: each experiment's transformer
@@ -90,14 +94,36 @@ def curve_table(executed: Path, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+GENE_MODELS = {"transformer": "Nucleic Transformer", "kmer_ridge": "k-mer ridge", "gc_content": "GC content"}
+
+
+def genes_table(found: list[records.Record]) -> str:
+    """Per-gene records (metrics.json `genes`): test Spearman and Pearson per mark and model."""
+    lines = ["| mark | model | test genes | Spearman [95 % CI] | Pearson [95 % CI] | record, command |",
+             "|" + "---|" * 6]
+    for record in found:
+        link = f"[{record.name}](../executed/{record.name}/) `seq2epi run {record.params['experiment']}`"
+        for mark, models in record.metrics["genes"].items():
+            for key, name in GENE_MODELS.items():
+                m = models[key]
+                spearman, pearson = (f"{m[k]:.3f} [{m[f'{k}_ci'][0]:.3f}, {m[f'{k}_ci'][1]:.3f}]"
+                                     for k in ("spearman", "pearson"))
+                lines.append(f"| {mark} | {name} | {m['n']} | {spearman} | {pearson} | {link} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+")
     parser.add_argument("--curve", action="store_true",
                         help="learning curves: records (or all records of experiments) by train_size")
+    parser.add_argument("--genes", action="store_true", help="per-gene records: Spearman, Pearson per mark")
     args = parser.parse_args()
     executed = parameters.project_root() / "executed"
+    if args.genes:
+        print(genes_table([records.Record.find(name, executed) for name in args.experiments]))
+        return
     if args.curve:
         print(curve_table(executed, args.experiments))
         return
