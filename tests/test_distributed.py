@@ -58,5 +58,5 @@ def test_validation_covers_the_whole_set(ddp_run):
     single = _val_metrics(y, logits)
     last = ck["history"][-1]
     assert len(y) == 251
-    for name in ("loss", "auroc", "acc", "sens", "spec", "mcc"):
-        assert last[f"val_{name.replace('auroc', 'auc')}"] == pytest.approx(single[name], abs=1e-5), name
+    for name in ("val_loss", "val_auc", "val_acc", "val_sens", "val_spec", "val_mcc"):
+        assert last[name] == pytest.approx(single[name], abs=1e-5), name
