@@ -526,15 +526,21 @@ def _block_step(n_windows: int, n_rows: int, window: int, max_bytes: int | None)
     return n_windows if max_bytes is None else max(1, max_bytes // (n_rows * window))
 
 
-def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int,
-                          window: int, stride: int, max_bytes: int | None = None) -> Iterator[np.ndarray]:
-    """variety_windows' tokens in consecutive blocks of windows, each of at most about `max_bytes` (None: one
-    block), so a long region's windows are never all in memory at once."""
+def _region_starts(genome: Genome, chrom: str, start: int, end: int, window: int, stride: int) -> np.ndarray:
+    """The window starts of a region checked against the genome; a region shorter than a window is refused."""
     check_interval(genome, chrom, start, end)
     starts = window_starts(start, end, window, stride)
     if not len(starts):
         raise ValueError(f"region {chrom}:{start}-{end} is {end - start} bp, shorter than the {window} bp "
                          f"window.")
+    return starts
+
+
+def variety_window_blocks(genome: Genome, variants: Variants | None, chrom: str, start: int, end: int,
+                          window: int, stride: int, max_bytes: int | None = None) -> Iterator[np.ndarray]:
+    """variety_windows' tokens in consecutive blocks of windows, each of at most about `max_bytes` (None: one
+    block), so a long region's windows are never all in memory at once."""
+    starts = _region_starts(genome, chrom, start, end, window, stride)
     samples = [None] + (variants.samples if variants is not None else [])
     views = [variety_window_tokens(genome, variants, s, chrom, starts, window) for s in samples]
     step = _block_step(len(starts), len(samples), window, max_bytes)
@@ -661,11 +667,7 @@ def distinct_window_blocks(genome: Genome, variants: Variants | None, chrom: str
         for block in variety_window_blocks(genome, variants, chrom, start, end, window, stride, max_bytes):
             yield unique_windows(block)
         return
-    check_interval(genome, chrom, start, end)
-    starts = window_starts(start, end, window, stride)
-    if not len(starts):
-        raise ValueError(f"region {chrom}:{start}-{end} is {end - start} bp, shorter than the {window} bp "
-                         f"window.")
+    starts = _region_starts(genome, chrom, start, end, window, stride)
     samples = [None] + (variants.samples if variants is not None else [])
     records = _chrom_records(variants, chrom)
     size = genome.chrom_sizes[chrom]
