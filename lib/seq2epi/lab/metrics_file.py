@@ -53,11 +53,6 @@ class Fields:
                 return found
         return None
 
-    def loosened(self, *keep: str) -> "Fields":
-        """The same keys, all optional except `keep`."""
-        every = self.required | self.optional
-        return Fields({k: every[k] for k in keep}, {k: v for k, v in every.items() if k not in keep})
-
 
 @dataclass(frozen=True)
 class Each:
@@ -91,10 +86,10 @@ BOOL = Scalar((bool,), "a bool")
 STR = Scalar((str,), "a string")
 INT_OR_NULL = Scalar((int, type(None)), "an integer or null")
 
+# one model's test metrics at its validation-chosen threshold (lab/metrics.binary_metrics, bootstrap_ci)
 _BINARY = {**{k: NUMBER for k in ("auroc", "auprc", "mcc", "acc", "sens", "spec", "threshold")},
            **{k: INT for k in ("tp", "fp", "tn", "fn")}, "ci95": Each(Interval())}
-AT_THRESHOLD = Fields(_BINARY, {"n": INT})  # analysis/evaluate's test metrics at the validation threshold
-OVERLAP_FREE = AT_THRESHOLD.loosened("n")  # only the count when those windows lack a class
+OVERLAP_FREE = Fields({"n": INT}, _BINARY)  # only the count when those windows lack a class
 MODEL = Fields(_BINARY, {"n": INT, "overlap_free": OVERLAP_FREE,
                          "C": NUMBER, "k_max": INT, "C_at_edge": BOOL,  # kmer_logistic's choice
                          "weights": Each(NUMBER)})  # stack's
@@ -154,6 +149,7 @@ def read_metrics(path) -> dict:
     try:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not JSON (line {error.lineno}): expected a metrics.json object.") from None
+        raise ValueError(f"{path} is not JSON (line {error.lineno}): expected a metrics.json object."
+                         ) from None
     _check(path, metrics)
     return metrics
