@@ -45,6 +45,31 @@ RECORD_MARKS = ["H3K4me3", "H3K9ac"]
 RECORD_WINDOW, RECORD_STRIDE = 20, 5
 
 
+def model_metrics(auroc: float = 0.9, mcc: float = 0.6, threshold: float = 0.5, **extra) -> dict:
+    """One model's test metrics as analysis/evaluate writes them into metrics.json."""
+    return {"auroc": auroc, "auprc": 0.8, "mcc": mcc, "acc": 0.85, "sens": 0.8, "spec": 0.9,
+            "threshold": threshold, "tp": 8, "fp": 1, "tn": 9, "fn": 2,
+            "ci95": {"auroc": [auroc - 0.02, auroc + 0.02], "mcc": [mcc - 0.1, mcc + 0.1]}, **extra}
+
+
+def classification_metrics(marks: dict, **top) -> dict:
+    """A classification record's metrics.json: `marks` ({mark: {model: metrics}}), the first mark's models
+    at the top level (the baselines filled in where not given) and `top` added."""
+    baselines = {"gc_content": model_metrics(0.6, 0.2), "kmer_logistic": model_metrics(0.7, 0.3)}
+    return {**baselines, **next(iter(marks.values())), "marks": marks, "best_epoch": 1, "n_test": 10,
+            "threshold_criterion": "mcc", **top}
+
+
+def gene_metrics(spearman: dict) -> dict:
+    """A per-gene record's metrics.json: the transformer's test Spearman per mark ({mark: rho})."""
+    def correlation(rho: float) -> dict:
+        return {"spearman": rho, "pearson": rho, "n": 10, "spearman_ci": [rho - 0.1, rho + 0.1],
+                "pearson_ci": [rho - 0.1, rho + 0.1]}
+
+    return {"genes": {mark: {"transformer": correlation(rho)} for mark, rho in spearman.items()},
+            "best_epoch": 1, "n_train": 30, "n_val": 10, "n_test": 10, "precision": "float32"}
+
+
 def make_record(folder: Path, marks=RECORD_MARKS, thresholds=(0.4, 0.6), window=RECORD_WINDOW,
                 stride=RECORD_STRIDE, state=None, spec: bool = True, **params) -> Path:
     """A record folder as 01-03 leave it: parameters.yaml (`params` added), artifacts/dataset.npz (six
@@ -58,9 +83,9 @@ def make_record(folder: Path, marks=RECORD_MARKS, thresholds=(0.4, 0.6), window=
     rng = np.random.default_rng(0)
     save_dataset(folder / records.DATASET, rng.integers(0, 4, (6, window)), [window] * 6,
                  np.tile([[1.0, 0.0], [0.0, 1.0]], (3, 1))[:, : len(marks)], ["train"] * 4 + ["val", "test"])
-    per_mark = {m: {"transformer": {"threshold": t}} for m, t in zip(marks, thresholds, strict=True)}
-    (folder / "metrics.json").write_text(json.dumps({"transformer": per_mark[marks[0]]["transformer"],
-                                                     "marks": per_mark}))
+    per_mark = {m: {"transformer": model_metrics(threshold=t)}
+                for m, t in zip(marks, thresholds, strict=True)}
+    (folder / "metrics.json").write_text(json.dumps(classification_metrics(per_mark)))
     checkpoint = {"model": state or model.state_dict(), "model_config": asdict(model.config), "epoch": 1}
     if spec:
         found = records.inference_spec(params, load_dataset(folder / records.DATASET))

@@ -2,6 +2,7 @@ import base64
 import errno
 import hashlib
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import nbformat
 import numpy as np
 import pytest
 import yaml
+from conftest import classification_metrics, model_metrics
 
 from seq2epi import experiments
 
@@ -35,7 +37,8 @@ def executed_stages(monkeypatch):
         stages.append(template.stem)
         (record / f"{template.stem}.ipynb").write_text("{}")
         if template.stem == "03_evaluate":
-            (record / "metrics.json").write_text('{"transformer": {"auroc": 0.9, "mcc": 0.6}}')
+            marks = {"H3K4me3": {"transformer": model_metrics(0.9, 0.6)}}
+            (record / "metrics.json").write_text(json.dumps(classification_metrics(marks)))
 
     monkeypatch.setattr(experiments, "execute", execute)
     return stages

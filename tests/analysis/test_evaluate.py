@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from seq2epi.analysis import baselines, evaluate
 from seq2epi.data import sequence
+from seq2epi.lab import metrics_file
 from seq2epi.model import predict
 
 
@@ -207,6 +208,10 @@ def test_metrics_json_holds_the_headline_mark_every_mark_and_how_they_were_got(t
     assert written["transformer"]["auroc"] == 1.0 == summary["marks"]["H3K4me3"]["transformer"]["auroc"]
     assert (written["n_train"], written["n_test"], written["n_test_overlapping_train"]) == (300, 100, 25)
     assert evaluate.baseline_notes(results)[0].startswith("H3K4me3: k-mer LR on 1..")
+    assert summary == written == metrics_file.read_metrics(tmp_path / "metrics.json")
+    with pytest.raises(ValueError, match="metrics.json schema: key precision is null, expected a string"):
+        evaluate.write_metrics(tmp_path / "metrics.json", results, strands, {}, parts, "H3K4me3", 3, "mcc",
+                               None, False, overlap_free)
 
 
 def test_predictions_keep_every_val_and_test_row_with_its_label_and_score(tmp_path):

@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from seq2epi.analysis import evaluate_genes
+from seq2epi.lab import metrics_file
 
 
 def _gene_parts(seed: int = 0, n: int = 120, length: int = 60):
@@ -35,10 +37,25 @@ def test_evaluate_genes_scores_each_model_per_mark_with_intervals():
     assert results["motif"]["kmer_ridge"]["spearman"] > 0.7  # a 3-mer count is what a k-mer ridge sees
     assert {"k_max", "alpha", "alpha_at_edge"} <= set(results["motif"]["kmer_ridge"])
     json.dumps(results)  # metrics.json holds them
+    assert metrics_file.schema_problem({"genes": results, "best_epoch": 1, "n_train": 120, "n_val": 120,
+                                        "n_test": 120, "precision": "float32"}) is None
     assert results["gc"]["gc_content"]["spearman"] > 0.9
     assert scores["gc_content"].shape == (120, 2)
     table = evaluate_genes.gene_table(results)
     assert len(table) == 6 and table["spearman"].str.contains(r"\[").all()
+
+
+def test_gene_metrics_are_written_through_the_schema_with_each_splits_count(tmp_path):
+    parts = _gene_parts(n=30)
+    truth = {name: parts[name][2] for name in ("val", "test")}
+    results, _ = evaluate_genes.evaluate_genes(parts, truth, ["motif", "gc"], n_boot=20, seed=0)
+    written = evaluate_genes.write_gene_metrics(tmp_path / "metrics.json", results, parts, 4, "float32")
+    assert written == metrics_file.read_metrics(tmp_path / "metrics.json")
+    assert (written["best_epoch"], written["n_train"], written["n_val"], written["n_test"]) == (4, 30, 30, 30)
+    assert written["genes"]["gc"]["kmer_ridge"]["k_max"] == results["gc"]["kmer_ridge"]["k_max"]
+    results["gc"]["transformer"]["spearman"] = "high"
+    with pytest.raises(ValueError, match="key genes.gc.transformer.spearman is a string, expected a number"):
+        evaluate_genes.write_gene_metrics(tmp_path / "metrics.json", results, parts, 4, "float32")
 
 
 def test_the_gc_baseline_follows_the_direction_it_had_on_training_genes():

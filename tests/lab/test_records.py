@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import yaml
+from conftest import classification_metrics, gene_metrics, model_metrics
 from conftest import make_record as make_full_record
 
 import seq2epi
@@ -23,7 +24,8 @@ def finished(folder, auroc=0.91):
     for stage in ("01_data_prep", "02_train", "03_evaluate"):
         (folder / f"{stage}.ipynb").write_text("{}")
     (folder / "history.tsv").write_text("epoch\tval_auc\n1\t0.9\n2\t0.93\n")
-    (folder / "metrics.json").write_text(f'{{"transformer": {{"auroc": {auroc}, "mcc": 0.7}}}}')
+    marks = {"H3K4me3": {"transformer": model_metrics(auroc, 0.7)}}
+    (folder / "metrics.json").write_text(json.dumps(classification_metrics(marks)))
     return folder
 
 
@@ -79,7 +81,7 @@ def test_a_record_knows_its_layout(tmp_path):
     assert [p.name for p in record.html] == ["02_train.html"]
     assert record.checkpoint == record.path / "artifacts" / "checkpoints" / "best.pt"
     assert (record.figures, record.artifacts) == (record.path / "figures", record.path / "artifacts")
-    assert record.metrics == {"transformer": {"auroc": 0.91, "mcc": 0.7}} and len(record.history) == 2
+    assert record.metrics["marks"]["H3K4me3"]["transformer"]["mcc"] == 0.7 and len(record.history) == 2
     assert record.params == records.read_parameters(record.parameters_path.parent)
 
 
@@ -133,8 +135,7 @@ def test_index_shows_a_regression_by_its_spearman_and_a_genomewide_record_by_its
                         gene_table="a/genes.tsv")
     finished(genes)
     (genes / "history.tsv").write_text("epoch\tval_spearman\n1\t0.41\n2\t0.52\n")
-    (genes / "metrics.json").write_text('{"genes": {"K1": {"transformer": {"spearman": 0.3}}, '
-                                        '"K4": {"transformer": {"spearman": 0.55}}}}')
+    (genes / "metrics.json").write_text(json.dumps(gene_metrics({"K1": 0.3, "K4": 0.55})))
     finished(make_record(tmp_path, "2021-05-02_chr1", experiment="chr1", input="genomewide", mark="active",
                          segmentation_bed="a/states.bed"))
     regression, genomewide = index_rows(tmp_path)
@@ -195,14 +196,13 @@ def test_a_scoring_job_is_indexed_as_scored_with_its_input(tmp_path):
 
 
 def metric(auroc):
-    interval = {"auroc": [auroc - 0.02, auroc + 0.02], "mcc": [0, 1]}
-    return {"auroc": auroc, "mcc": auroc - 0.2, "ci95": interval}
+    return model_metrics(auroc, auroc - 0.2)
 
 
 def with_metrics(folder, auroc, kmer_auroc):
     marks = {"H3K4me3": {"transformer": metric(auroc), "kmer_logistic": metric(kmer_auroc),
                          "stack": metric(auroc + 0.01)}}
-    (folder / "metrics.json").write_text(json.dumps({"marks": marks, "n_train": 1800}))
+    (folder / "metrics.json").write_text(json.dumps(classification_metrics(marks, n_train=1800)))
     return records.read_record(folder)
 
 
@@ -259,7 +259,8 @@ def trained(executed, name, aucs, **params):
 def test_compare_at_epoch_takes_each_records_best_or_asked_epoch_and_labels_by_the_parameter(tmp_path):
     a = trained(tmp_path, "2026-01-01_k7", [0.7, 0.9, 0.8], mark="H3K4me3", kmers=[7])
     b = trained(tmp_path, "2026-01-01_k13", [0.6, 0.65, 0.95], mark="H3K4me3", kmers=[13])
-    (b.path / "metrics.json").write_text('{"transformer": {"auroc": 0.91, "mcc": 0.7}}')
+    (b.path / "metrics.json").write_text(json.dumps(classification_metrics(
+        {"H3K4me3": {"transformer": model_metrics(0.91, 0.7)}})))
     runs, table = records.compare_at_epoch([a, records.read_record(b.path)], "kmers")
     assert list(runs) == ["k7 (kmers=[7])", "k13 (kmers=[13])"]
     assert table["epoch"].tolist() == [2, 3] and table["kmers"].tolist() == ["[7]", "[13]"]

@@ -2,7 +2,6 @@
 on all test windows and on those that overlap no training window; stack the transformer with the k-mer
 regression on validation; read both strands; calibrate the transformer's probabilities on validation."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from seq2epi.analysis import baselines, tracks
 from seq2epi.data import datasets, genomewide, intervals, sequence
-from seq2epi.lab import metrics
+from seq2epi.lab import metrics, metrics_file
 from seq2epi.lab.io import atomic_path
 from seq2epi.model import calibrate, predict, train
 
@@ -337,16 +336,15 @@ def write_metrics(path, results: dict, strands: dict, calibration: dict, parts: 
                   best_epoch: int, criterion: str, precision: str, rc_average: bool,
                   overlap_free: np.ndarray | None = None) -> dict:
     """03's metrics.json: the headline mark's metrics (`mark`, else the first) at the top level, every mark's
-    under `marks`, and how they were obtained; written atomically, returned."""
+    under `marks`, and how they were obtained; checked against the schema and written atomically
+    (metrics_file.write_metrics), returned."""
     headline = results[mark] if mark in results else next(iter(results.values()))
     summary = {**headline, "marks": results, "best_epoch": int(best_epoch),
                "n_train": int(len(parts["train"][2])), "n_test": int(len(parts["test"][2])),
                "threshold_criterion": criterion, "precision": precision, "calibration": calibration,
                "rc_average": rc_average, "strand": strands,
                "n_test_overlapping_train": None if overlap_free is None else int((~overlap_free).sum())}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=float))
-    return summary
+    return metrics_file.write_metrics(path, summary)
 
 
 def baseline_notes(results: dict) -> list[str]:

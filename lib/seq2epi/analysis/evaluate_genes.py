@@ -7,7 +7,7 @@ import pandas as pd
 from seq2epi.analysis import baselines
 from seq2epi.data import genes as gene_tables
 from seq2epi.data import intervals, sequence
-from seq2epi.lab import metrics
+from seq2epi.lab import metrics, metrics_file
 
 
 def _gc_sign(tokens, lengths, y) -> float:
@@ -39,6 +39,16 @@ def evaluate_genes(parts: dict, outputs: dict, marks: list[str], n_boot: int = 1
                          for name, score in scores.items()}
         results[mark]["kmer_ridge"].update({key: choice[key] for key in ("k_max", "alpha", "alpha_at_edge")})
     return results, scores
+
+
+def write_gene_metrics(path, results: dict, parts: dict, best_epoch: int, precision: str) -> dict:
+    """03_evaluate_genes' metrics.json: evaluate_genes' results under `genes`, the validation-chosen epoch,
+    the genes of each split and the precision used; checked against the schema and written atomically
+    (metrics_file.write_metrics), returned."""
+    summary = {"genes": results, "best_epoch": int(best_epoch),
+               **{f"n_{name}": int(len(parts[name][2])) for name in ("train", "val", "test")},
+               "precision": precision}
+    return metrics_file.write_metrics(path, summary)
 
 
 def gene_table(results: dict) -> pd.DataFrame:

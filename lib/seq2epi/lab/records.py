@@ -17,6 +17,7 @@ import yaml
 
 import seq2epi
 from seq2epi.lab import io
+from seq2epi.lab.metrics_file import read_metrics
 from seq2epi.lab.parameters import idle_stages, project_root
 
 INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayers", "kmers", "epochs",
@@ -312,10 +313,11 @@ def model_record(checkpoint: str, here: Path | None = None) -> Record:
 
 
 def read_record(path: Path) -> Record:
+    """A record folder's parameters, history and metrics (metrics.json checked against its schema)."""
     history, metrics = path / "history.tsv", path / "metrics.json"
     return Record(path, read_parameters(path),
                   pd.read_csv(history, sep="\t") if history.exists() else None,
-                  json.loads(metrics.read_text()) if metrics.exists() else None)
+                  read_metrics(metrics) if metrics.exists() else None)
 
 
 def record_status(record: Record) -> str:
