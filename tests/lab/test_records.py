@@ -101,6 +101,8 @@ def test_inference_spec_says_how_the_model_is_used():
     assert spec["parameters"]["data_dir"] == "2024-01-01" and spec["version"] == seq2epi.__version__
     assert spec["thresholds"] is None and spec["temperature"] is None
     assert records.inference_spec(params | {"crop_length": 16}, whole)["window"] == 16
+    targets = records.inference_spec({"input": "genomewide", "mark": "a"}, whole | {"marks": ["a", "b", "c"]})
+    assert targets["marks"] == ["a", "b", "c"]  # 01's targets (a label_map's), not the headline mark
     genome = records.inference_spec({"input": "genome", "marks": ["a", "b"], "window": 200}, None)
     assert (genome["window"], genome["marks"], genome["data_sha256"]) == (200, ["a", "b"], None)
 

@@ -95,7 +95,8 @@ def inference_spec(params: dict, dataset: dict | None) -> dict:
     parameters.yaml) must be used: what 02_train stores in every checkpoint (03_evaluate adds the thresholds
     and temperatures to best.pt's)."""
     lengths = None if dataset is None else dataset["lengths"][dataset["split"] == "train"]
-    return {"marks": [str(m) for m in params.get("marks") or [params.get("mark", "score")]],
+    marks = (dataset or {}).get("marks") or params.get("marks") or [params.get("mark", "score")]  # 01 wrote
+    return {"marks": [str(m) for m in marks],
             "window": training_window(params, dataset),
             "fixed_length": None if lengths is None else bool(len(np.unique(lengths)) == 1),
             "kmers": [int(k) for k in params.get("kmers", [])],
