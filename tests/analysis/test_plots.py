@@ -276,3 +276,13 @@ def test_plot_variety_pca(tmp_path):
     _saves(fig, tmp_path)
     fig = plots.plot_variety_pca(pca, np.array([0.6, 0.25]))
     assert _legend(fig.axes[0]) == ["varieties (3)", "reference"]
+
+
+def test_save_writes_the_figure_and_shows_the_saved_file_itself(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    plots.save(fig, tmp_path / "line.png")
+    assert shown[0].data == (tmp_path / "line.png").read_bytes()  # the notebook shows the file's bytes
+    assert not plt.fignum_exists(fig.number)  # closed: the inline backend does not draw it again

@@ -36,6 +36,16 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
 # ---- training curves -------------------------------------------------------------------------------------
 
 
+def save(fig: Figure, path) -> None:
+    """Save a record's figure (dpi 100, tight) and show the saved PNG itself in the notebook, so the record
+    stores the picture once (the runner links the notebook's copy to the file)."""
+    from IPython.display import Image, display
+
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(filename=str(path)))
+
+
 def plot_history(history: pd.DataFrame, chosen: str = "val_auc") -> dict[str, Figure]:
     """The lab's per-run figures "val_auc", "loss" and "val_acc" (a regression: "val_spearman" and "loss");
     the best epoch (max of `chosen`, the selection column) marked."""
