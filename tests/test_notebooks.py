@@ -93,6 +93,7 @@ def test_a_record_is_light_portable_and_clean(smoke_record, workbook):
     assert len(html) < 100_000
     assert yaml.safe_load((smoke_record / "parameters.yaml").read_text())["data_dir"] is None
     assert not list(smoke_record.glob(".tmp-*")) and not list(smoke_record.glob("*.tmp"))
+    assert not list((smoke_record / "figures").glob("0*-*.png"))  # every figure shown is a saved one, once
 
 
 def test_compare_makes_a_record_of_its_own(smoke_record, workbook, monkeypatch):
