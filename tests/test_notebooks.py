@@ -190,7 +190,7 @@ def test_a_genomewide_record_learns_every_target_and_writes_a_track_per_target(w
     track = json.loads((record / "genome_metrics.json").read_text())["targets"]
     assert set(track) == {*targets, "genes"} and track["active"]["n"] > 0
     assert {"H3K4me1", "H3K4me2", "H3K4me3"} == set(track["genes"])
-    assert (record / "figures" / "track_targets.png").exists() and (record / "genes_track.tsv").exists()
+    assert (record / "figures" / "track_targets.png").exists() and (record / "genes_track.tsv.gz").exists()
     history = pd.read_csv(record / "history.tsv", sep="\t")
     assert history["windows_per_s"].iloc[0] > 0
 

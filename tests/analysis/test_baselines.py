@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -106,3 +108,13 @@ def test_select_kmer_ridge_keeps_the_best_validation_spearman_and_tells_an_edge(
     assert choice["alpha_at_edge"] == (choice["alpha"] in edges)
     _, edge = baselines.select_kmer_ridge(train, val, alphas=(1e5, 1e6), k_maxes=(6,))
     assert edge["alpha"] == 1e5 and edge["alpha_at_edge"]
+
+
+def test_the_kmer_ridge_fits_a_dependent_spectrum_without_warning_noise():
+    from scipy.linalg import LinAlgWarning
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 4, (200, 400)).astype(np.uint8)  # fewer sequences than 1..4-mer features
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LinAlgWarning)  # a record keeps no warning lines
+        baselines.KmerRidge(k_max=4, alpha=1e-3).fit(tokens, np.full(200, 400), rng.normal(size=200))
