@@ -75,19 +75,21 @@ def table(all_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def curve_table(executed: Path, names: list[str]) -> str:
-    """The learning-curve table: test AUROC and MCC per mark, training size and curve, with each point's
-    record and command."""
+def curve_table(executed: Path, names: list[str], by: str = "train_size") -> str:
+    """The learning-curve table: test AUROC and MCC per mark, point of the curve (`by`: train_size, or
+    train_genome_bp for genome length) and curve, with each point's record and command."""
     paths = [[executed / n] if (executed / n).is_dir() else records.records_of(executed, n) for n in names]
     found = [records.read_record(p) for group in paths for p in group]
-    curve = records.learning_curve(found, "train_size").sort_values(["mark", "train_size"], kind="stable")
-    lines = ["| mark | training windows | model | test AUROC [95 % CI] | test MCC [95 % CI] | "
+    curve = records.learning_curve(found, by).sort_values(["mark", by], kind="stable")
+    what = "training windows" if by == "train_size" else by
+    lines = [f"| mark | {what} | model | test AUROC [95 % CI] | test MCC [95 % CI] | "
              "overlap-free test AUROC | record, command |", "|" + "---|" * 7]
-    asked = {record.name: record.params.get("train_size", 0) for record in found}  # 0: all
+    asked = {record.name: record.params.get(by, 0) for record in found}  # 0: all
     for r in curve.itertuples(index=False):
-        size = f"{int(r.train_size):,}" + ("" if asked[r.record] else " (all)")
+        point = getattr(r, by)
+        size = f"{int(point):,}" + ("" if asked[r.record] else " (all)")
         command = "" if r.model in records.BASELINES else \
-            f" `seq2epi run {r.experiment} -p train_size={asked[r.record]}`"
+            f" `seq2epi run {r.experiment} -p {by}={asked[r.record]}`"
         lines.append(f"| {r.mark} | {size} | {r.curve} | {r.auroc:.3f} [{r.auroc_low:.3f}, "
                      f"{r.auroc_high:.3f}] | {r.mcc:.3f} [{r.mcc_low:.3f}, {r.mcc_high:.3f}] | "
                      f"{r.overlap_free_auroc:.3f} | [{r.record}](../executed/{r.record}/){command} |")
@@ -119,13 +121,14 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true",
                         help="learning curves: records (or all records of experiments) by train_size")
     parser.add_argument("--genes", action="store_true", help="per-gene records: Spearman, Pearson per mark")
+    parser.add_argument("--by", default="train_size", help="--curve's parameter (e.g. train_genome_bp)")
     args = parser.parse_args()
     executed = parameters.project_root() / "executed"
     if args.genes:
         print(genes_table([records.Record.find(name, executed) for name in args.experiments]))
         return
     if args.curve:
-        print(curve_table(executed, args.experiments))
+        print(curve_table(executed, args.experiments, args.by))
         return
     print(table([row for name in args.experiments for row in rows(records.Record.find(name, executed))]))
 
