@@ -24,6 +24,7 @@ INDEX_COLUMNS = ["date", "experiment", "record", "data", "mark", "ninp", "nlayer
                  "best val AUC", "test AUROC", "test MCC", "status", "note"]
 INDEX_HEAD = ["# Lab records", "",
               "One row per record of `seq2epi run` / `seq2epi compare`; open its HTML for the notebook.", ""]
+CUT_KEYS = ("max_sequences", "max_test_sequences", "train_size", "train_genome_bp")  # a reduced run's data
 MARKS = ("FAILED", "INTERRUPTED")  # files the runner leaves in a record that did not finish
 
 def new_record_dir(executed: Path, name: str, today: datetime.date | None = None) -> Path:
@@ -348,8 +349,7 @@ def _data_of(record: Record) -> str:
     data = data.get(params.get("input"), "")
     if not (record.path / "01_data_prep.ipynb").exists():  # a map or scoring job with another record's model
         data = params.get("predict_fasta") or params.get("score_vcf") or params.get("score_input") or ""
-    cuts = [f"{key} {params[key]}" for key in ("max_sequences", "max_test_sequences", "train_size")
-            if params.get(key)]
+    cuts = [f"{key} {params[key]}" for key in CUT_KEYS if params.get(key)]
     return f"{data} (cut: {', '.join(cuts)})" if cuts else data or ""
 
 
