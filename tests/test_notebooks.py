@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from seq2epi import cli
@@ -75,10 +76,13 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
 def test_pretraining_stage_hands_its_encoder_to_training(tmp_path, monkeypatch):
     workbook = new_workbook(tmp_path)  # its own: the smoke record stays the newest of the shared workbook
     pretrain = ["-p", f"data_dir={REPO / 'tests' / 'data'}", "-p", "pretrain_fasta=[pretrain.fa]",
-                "-p", "pretrain_window=50", "-p", "pretrain_windows=64", "-p", "pretrain_epochs=2"]
+                "-p", "pretrain_window=50", "-p", "pretrain_windows=64", "-p", "pretrain_epochs=2",
+                "-p", "conv_stride=2", "-p", "pretrain_exclude_regions=[chrB]"]
     assert run(workbook, monkeypatch, "run", "smoke", "--stages", "00,01,02", "-q", *pretrain) == 0
     record = newest_record(workbook)
     assert (record / "00_pretrain.html").exists() and (record / "figures" / "pretrain.png").exists()
+    pretrained = torch.load(record / "artifacts" / "pretrain" / "best.pt", weights_only=True)
+    assert pretrained["model_config"]["conv_stride"] == 2  # the encoder the classifier will have
     assert len(pd.read_csv(record / "pretrain_history.tsv", sep="\t")) == 2
     train = json.loads((record / "02_train.ipynb").read_text())
     said = "".join("".join(o.get("text", "")) for c in train["cells"] for o in c.get("outputs", []))

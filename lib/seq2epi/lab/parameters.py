@@ -38,9 +38,10 @@ RANGES = {
 
 # Keys whose default is null still have a type; and the elements of a list whose default is empty.
 TYPES = {"data_dir": str, "attention_dropout": float, "train_seed": int}
-ELEMENT_TYPES = {"pretrain_fasta": str, "pretrain_csv": str, "marks": str, "samples": dict,
-                 "background_exclude": str, "val_chroms": str, "test_chroms": str, "val_varieties": str,
-                 "test_varieties": str, "predict_regions": str, "varieties": str, "export_varieties": str}
+ELEMENT_TYPES = {"pretrain_fasta": str, "pretrain_csv": str, "pretrain_exclude_regions": str, "marks": str,
+                 "samples": dict, "background_exclude": str, "val_chroms": str, "test_chroms": str,
+                 "val_varieties": str, "test_varieties": str, "predict_regions": str, "varieties": str,
+                 "export_varieties": str}
 RECIPES = "recipes"  # parameters/recipes/<name>.yaml: keys of base.yaml that experiments extend
 EXTENDS = "extends"
 
