@@ -314,3 +314,41 @@ def test_read_variety_labels(tmp_path):
     path.write_text("variety\tpopulation\nv1\tXI\nv1\tGJ\n")
     with pytest.raises(ValueError, match="labels.tsv: variety 'v1' is listed twice"):
         maps.read_variety_labels(path)
+
+
+def _map_record(folder: Path, checkpoint: str, changed: list, variable: list, auroc=None) -> Path:
+    """A map record as 04 leaves it: parameters, changed_windows.tsv, variable_regions.tsv, genome_metrics."""
+    folder.mkdir()
+    (folder / "parameters.yaml").write_text(f"checkpoint: {checkpoint}\nmark: H3K4me3\nchanged_delta: 0.1\n")
+    pd.DataFrame(changed, columns=["chrom", "start", "end", "sample", "reference_score", "score", "delta",
+                                   "variant_start", "ref", "alt"]).to_csv(folder / "changed_windows.tsv",
+                                                                          sep="\t", index=False)
+    columns = ["chrom", "start", "end", "variance", "range", "high_variety", "low_variety"]
+    pd.DataFrame(variable, columns=columns).to_csv(folder / "variable_regions.tsv", sep="\t", index=False)
+    if auroc is not None:
+        (folder / "genome_metrics.json").write_text(f'{{"labelled_test": {{"auroc": {auroc}}}}}')
+    return folder
+
+
+def test_compare_maps_sets_two_map_records_side_by_side(tmp_path):
+    old = _map_record(tmp_path / "old", "../2026-01-01_smep/artifacts/checkpoints/best.pt",
+                      [("chr1", 0, 50, "v1", 0.5, 0.3, -0.2, 10, "A", "G"),
+                       ("chr1", 0, 50, "v1", 0.5, 0.3, -0.2, 30, "C", "T")],
+                      [("chr1", 0, 500, 0.01, 0.2, "v1", "v2"), ("chr1", 900, 1400, 0.005, 0.1, "v2", "v1")],
+                      auroc=0.75)
+    new = _map_record(tmp_path / "new", "2026-02-02_arabidopsis",
+                      [("chr1", 0, 50, "v1", 0.5, 0.62, 0.12, 10, "A", "G"),
+                       ("chr1", 50, 100, "v2", 0.4, 0.2, -0.2, 60, "G", "A")],
+                      [("chr1", 2000, 2500, 0.02, 0.3, "v2", "v1"),
+                       ("chr1", 1000, 1500, 0.01, 0.1, "v1", "v2")])
+    table = maps.compare_maps(new, old)
+    assert list(table.columns) == ["new", "old"]
+    assert table.loc["model (record)"].tolist() == ["2026-02-02_arabidopsis", "2026-01-01_smep"]
+    assert table.loc["bins changed in some variety"].tolist() == [2, 1]
+    assert table.loc["variety-bin changes"].tolist() == [2, 1]
+    assert table.loc["variants inside changed windows"].tolist() == [2, 2]
+    assert table.loc["largest |change|"].tolist() == [0.2, 0.2]
+    assert table.loc["most variable block"].tolist() == ["chr1:2000-2500", "chr1:0-500"]
+    assert np.isnan(table.loc["labelled test windows AUROC", "new"])
+    assert table.loc["labelled test windows AUROC", "old"] == 0.75
+    assert table.loc["variable blocks overlapping the other map's"].tolist() == ["1 of 2", "1 of 2"]

@@ -234,3 +234,17 @@ def test_genome_inputs_take_the_reference_of_vcf_varieties(tmp_path):
                                            "s2\tK4\tref.fa\tv.vcf\ts2\tk4.bed\n")
     own = genome_inputs(tmp_path, "genome", "K4", artifacts=artifacts)
     assert own.fasta == (artifacts / "ref.fa").resolve() and own.peaks == (artifacts / "k4.bed").resolve()
+
+
+def test_predictor_select_scores_one_mark_with_its_threshold_and_temperature(batch):
+    tokens, lengths = batch
+    model = toy_model(n_targets=3)
+    predictor = predict_module.Predictor(model, ["a", "b", "c"], 60, 10, False, np.array([0.2, 0.4, 0.6]),
+                                         np.array([1.0, 2.0, 3.0]))
+    every, b = predictor(tokens, lengths), predictor.select("b")
+    assert b.marks == ["b"] and b.thresholds.tolist() == [0.4] and b.temperature.tolist() == [2.0]
+    np.testing.assert_allclose(b(tokens, lengths)[:, 0], every[:, 1], atol=1e-6)
+    with pytest.raises(ValueError, match=r"predicts \['a', 'b', 'c'\], not 'd'"):
+        predictor.select("d")
+    one = predict_module.Predictor(toy_model(), ["H3K4me3"], 60, 10, False, None)
+    assert one.select("active") is one  # a one-target model scores its mark whatever it is called

@@ -3,7 +3,9 @@ matrix; its analysis: variety order, most variable regions, changed windows and 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import bioframe
 import numpy as np
@@ -23,6 +25,7 @@ from seq2epi.data.variants import (
     index_vcf,
     read_samples,
 )
+from seq2epi.lab import records
 from seq2epi.lab.io import atomic_path
 from seq2epi.lab.progress import bar
 
@@ -370,3 +373,51 @@ def write_changes(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], ca
     with atomic_path("variable_regions.tsv") as tmp:
         variable.to_csv(tmp, sep="\t", index=False)
     return with_variants, len(changed[["chrom", "start"]].drop_duplicates()), variable
+
+
+# ---- two maps of the same varieties, side by side ----
+
+def _map_model(params: dict) -> str:
+    """The record a map's model came from: its `checkpoint` (a record name, or a path into one)."""
+    checkpoint = str(params.get("checkpoint") or "")
+    parts = [p for p in checkpoint.split("/") if p not in ("", "..", ".")]
+    return parts[0] if parts else "its own"
+
+
+def map_summary(record: Path) -> dict:
+    """What a map record (04 with varieties) wrote of its map, as one column: model, mark, window, the bins
+    and variety-bins changing by its changed_delta, the variants inside them, the largest change, the most
+    variable block, and the labelled windows' AUROC when it scored any."""
+    record = Path(record)
+    params = records.read_parameters(record)
+    changed = pd.read_csv(record / "changed_windows.tsv", sep="\t")
+    variable = pd.read_csv(record / "variable_regions.tsv", sep="\t")
+    metrics_path = record / "genome_metrics.json"
+    scored = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    top = variable.iloc[0] if len(variable) else None
+    implicated = changed[["chrom", "variant_start", "ref", "alt"]].dropna().drop_duplicates()
+    summary = {
+        "model (record)": _map_model(params), "mark": params.get("mark"),
+        "changed_delta": params.get("changed_delta"),
+        "bins changed in some variety": len(changed[["chrom", "start"]].drop_duplicates()),
+        "variety-bin changes": len(changed[["chrom", "start", "sample"]].drop_duplicates()),
+        "variants inside changed windows": len(implicated),
+        "largest |change|": float(changed["delta"].abs().max()) if len(changed) else 0.0,
+        "most variable block": f"{top.chrom}:{top.start}-{top.end}" if top is not None else "",
+        "its range across varieties": float(top["range"]) if top is not None else np.nan,
+    }
+    for split in ("train", "test"):
+        if f"labelled_{split}" in scored:
+            summary[f"labelled {split} windows AUROC"] = scored[f"labelled_{split}"]["auroc"]
+    return summary
+
+
+def compare_maps(here: Path, other: Path) -> pd.DataFrame:
+    """Two map records of the same varieties side by side (map_summary), and how many of the most variable
+    blocks (variable_regions.tsv) of each overlap one of the other's."""
+    table = pd.DataFrame({Path(r).name: map_summary(r) for r in (here, other)})
+    mine, theirs = (pd.read_csv(Path(r) / "variable_regions.tsv", sep="\t") for r in (here, other))
+    shared = f"{int(intervals.overlaps(mine, theirs).sum())} of {len(mine)}" if len(theirs) else "0"
+    table.loc["variable blocks overlapping the other map's"] = [
+        shared, f"{int(intervals.overlaps(theirs, mine).sum())} of {len(theirs)}" if len(mine) else "0"]
+    return table

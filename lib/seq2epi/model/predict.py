@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -195,6 +195,7 @@ class Predictor:
     device: str = "cpu"
     precision: str = "auto"
     record: str = ""  # the record's name
+    target: int | None = None  # the model's output scored (select); None: all of them
 
     @classmethod
     def of_record(cls, record: Record, device: str = "cpu", batch_size: int | str = 256,
@@ -226,6 +227,19 @@ class Predictor:
                    int(spec["predict_stride"]), bool(spec["rc_average"]), thresholds, temperature, batch_size,
                    device, spec.get("precision", "auto"), record.name)
 
+    def select(self, mark: str) -> Predictor:
+        """This predictor scoring `mark` alone (probabilities [n]), e.g. the mark a population map draws; a
+        one-target predictor is itself, whatever its target is called."""
+        if len(self.marks) == 1:
+            return self
+        if mark not in self.marks:
+            raise ValueError(f"record {self.record} predicts {self.marks}, not {mark!r}: set mark to one of "
+                             "them.")
+        t = self.marks.index(mark)
+        thresholds, temperature = (None if v is None else v[t : t + 1] for v in (self.thresholds,
+                                                                               self.temperature))
+        return replace(self, marks=[mark], thresholds=thresholds, temperature=temperature, target=t)
+
     @property
     def min_length(self) -> int:
         """The shortest sequence the model takes: its largest k-mer."""
@@ -242,6 +256,7 @@ class Predictor:
         probs = predict(self.model, tokens, lengths, self.batch_size, self.device, self.rc_average,
                         precision=self.precision)
         probs = np.asarray(probs).reshape(len(tokens), -1)
+        probs = probs if self.target is None else probs[:, self.target : self.target + 1]
         return probs if self.temperature is None else calibrate.apply_temperature(probs, self.temperature)
 
 
