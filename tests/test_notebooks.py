@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from seq2epi import cli
+from seq2epi.analysis import maps
 from seq2epi.lab import records
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def test_smoke_run_writes_a_complete_record(smoke_record, workbook):
         assert (smoke_record / "figures" / f"{figure}.png").exists(), figure
     assert "ci95" in metrics["transformer"] and (smoke_record / "top_kmers.tsv").exists()
     assert set(metrics["calibration"]) == {"H3K4me3"} and (smoke_record / "figures/reliability.png").exists()
-    for written in ("artifacts/track.bw", "artifacts/map.h5", "changed_windows.tsv", "variable_regions.tsv"):
+    for written in ("artifacts/track.bw", "artifacts/map.h5", maps.CHANGED, "variable_regions.tsv"):
         assert (smoke_record / written).exists(), written
     index = (workbook / "executed" / "INDEX.md").read_text()
     assert f"[{smoke_record.name}]({smoke_record.name}/)" in index and "| complete |" in index

@@ -316,13 +316,14 @@ def test_read_variety_labels(tmp_path):
         maps.read_variety_labels(path)
 
 
-def _map_record(folder: Path, checkpoint: str, changed: list, variable: list, auroc=None) -> Path:
-    """A map record as 04 leaves it: parameters, changed_windows.tsv, variable_regions.tsv, genome_metrics."""
+def _map_record(folder: Path, checkpoint: str, changed: list, variable: list, auroc=None,
+                changed_file=maps.CHANGED) -> Path:
+    """A map record as 04 leaves it: parameters, changed windows, variable regions, genome metrics."""
     folder.mkdir()
     (folder / "parameters.yaml").write_text(f"checkpoint: {checkpoint}\nmark: H3K4me3\nchanged_delta: 0.1\n")
     pd.DataFrame(changed, columns=["chrom", "start", "end", "sample", "reference_score", "score", "delta",
-                                   "variant_start", "ref", "alt"]).to_csv(folder / "changed_windows.tsv",
-                                                                          sep="\t", index=False)
+                                   "variant_start", "ref", "alt"]).to_csv(folder / changed_file, sep="\t",
+                                                                          index=False)
     columns = ["chrom", "start", "end", "variance", "range", "high_variety", "low_variety"]
     pd.DataFrame(variable, columns=columns).to_csv(folder / "variable_regions.tsv", sep="\t", index=False)
     if auroc is not None:
@@ -335,7 +336,7 @@ def test_compare_maps_sets_two_map_records_side_by_side(tmp_path):
                       [("chr1", 0, 50, "v1", 0.5, 0.3, -0.2, 10, "A", "G"),
                        ("chr1", 0, 50, "v1", 0.5, 0.3, -0.2, 30, "C", "T")],
                       [("chr1", 0, 500, 0.01, 0.2, "v1", "v2"), ("chr1", 900, 1400, 0.005, 0.1, "v2", "v1")],
-                      auroc=0.75)
+                      auroc=0.75, changed_file="changed_windows.tsv")  # as records before 2026-12-07 wrote it
     new = _map_record(tmp_path / "new", "2026-02-02_arabidopsis",
                       [("chr1", 0, 50, "v1", 0.5, 0.62, 0.12, 10, "A", "G"),
                        ("chr1", 50, 100, "v2", 0.4, 0.2, -0.2, 60, "G", "A")],

@@ -360,14 +360,18 @@ def read_variety_labels(path) -> pd.Series:
     return table.set_index("variety")[label].fillna("")
 
 
+CHANGED = "changed_windows.tsv.gz"
+
+
 def write_changes(scores: np.ndarray, bins: pd.DataFrame, samples: list[str], carried: pd.DataFrame,
                   window: int, stride: int, min_delta: float) -> tuple[pd.DataFrame, int, pd.DataFrame]:
     """Bins whose score moves by `min_delta` from the reference's in some variety, with the variants that
-    variety carries in the `window` bp the bin's score comes from (changed_windows.tsv), and the most
-    variable regions (variable_regions.tsv); returns both and the number of bins changed."""
+    variety carries in the `window` bp the bin's score comes from (CHANGED: a row per variety, bin and
+    variant, gzipped: a population repeats them), and the most variable regions (variable_regions.tsv);
+    returns both and the number of bins changed."""
     changed = changed_windows(scores, bins, samples, min_delta=min_delta)
     with_variants = variants_in(tiling.bin_windows(changed, window, stride), carried)
-    with atomic_path("changed_windows.tsv") as tmp:
+    with atomic_path(CHANGED) as tmp:
         with_variants.to_csv(tmp, sep="\t", index=False)
     variable = variable_regions(scores, bins, samples, width_bins=10, n=20)
     with atomic_path("variable_regions.tsv") as tmp:
@@ -390,7 +394,8 @@ def map_summary(record: Path) -> dict:
     variable block, and the labelled windows' AUROC when it scored any."""
     record = Path(record)
     params = records.read_parameters(record)
-    changed = pd.read_csv(record / "changed_windows.tsv", sep="\t")
+    changed = pd.read_csv(next(p for p in (record / CHANGED, record / "changed_windows.tsv") if p.exists()),
+                          sep="\t")  # records before 2026-12-07 wrote it uncompressed
     variable = pd.read_csv(record / "variable_regions.tsv", sep="\t")
     metrics_path = record / "genome_metrics.json"
     scored = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
