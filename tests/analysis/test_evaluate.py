@@ -88,6 +88,10 @@ def test_score_track_against_peaks_and_labelled_windows():
     assert sorted(by_split) == ["labelled_test", "labelled_train"]
     assert by_split["labelled_test"]["auroc"] == by_split["labelled_train"]["auroc"] == 1.0
     assert evaluate.score_track(track, {"c1": 1000}, "K4") == {}
+    genes = pd.DataFrame({"chrom": ["c1", "c1"], "start": [650, 0], "end": [900, 200], "strand": ["+", "-"]})
+    at_tss = evaluate.score_track(track, {"c1": 1000}, "K4", genes=genes, tss_flanks=(100, 100))
+    # TSS 650 (+) reaches bins 500-800, TSS 199 (-) bins 100-300: 5 of 10 bins, 11 of 25 pairs ranked above
+    assert at_tss == {"tss_bins": {"fraction": 0.5, "auroc": pytest.approx(0.44)}}
 
 
 def test_calibrate_marks_fits_val_and_reports_test_before_and_after():

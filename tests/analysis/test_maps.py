@@ -327,7 +327,8 @@ def _map_record(folder: Path, checkpoint: str, changed: list, variable: list, au
     columns = ["chrom", "start", "end", "variance", "range", "high_variety", "low_variety"]
     pd.DataFrame(variable, columns=columns).to_csv(folder / "variable_regions.tsv", sep="\t", index=False)
     if auroc is not None:
-        (folder / "genome_metrics.json").write_text(f'{{"labelled_test": {{"auroc": {auroc}}}}}')
+        (folder / "genome_metrics.json").write_text(f'{{"labelled_test": {{"auroc": {auroc}}}, '
+                                                    f'"tss_bins": {{"auroc": {auroc - 0.1}}}}}')
     return folder
 
 
@@ -352,4 +353,5 @@ def test_compare_maps_sets_two_map_records_side_by_side(tmp_path):
     assert table.loc["most variable block"].tolist() == ["chr1:2000-2500", "chr1:0-500"]
     assert np.isnan(table.loc["labelled test windows AUROC", "new"])
     assert table.loc["labelled test windows AUROC", "old"] == 0.75
+    assert table.loc["reference track: bins near a TSS, AUROC", "old"] == 0.65
     assert table.loc["variable blocks overlapping the other map's"].tolist() == ["1 of 2", "1 of 2"]

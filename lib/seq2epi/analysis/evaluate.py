@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from seq2epi.analysis import baselines, tracks
 from seq2epi.data import datasets, genomewide, intervals, sequence
+from seq2epi.data.genes import tss_spans
 from seq2epi.lab import metrics, metrics_file
 from seq2epi.lab.io import atomic_path
 from seq2epi.model import calibrate, predict, train
@@ -202,18 +203,28 @@ def score_predictions(frame: pd.DataFrame, criterion: str = "mcc", n_boot: int =
     return results
 
 
+def _bins_inside(track: pd.DataFrame, spans: pd.DataFrame) -> dict:
+    """The fraction of the track's bins overlapping `spans`, and the track's AUROC for them."""
+    inside = intervals.overlaps(track, spans)
+    both = 0 < inside.sum() < inside.size
+    return {"fraction": float(inside.mean()),
+            "auroc": float(roc_auc_score(inside, track["score"])) if both else float("nan")}
+
+
 def score_track(track: pd.DataFrame, chrom_sizes: dict[str, int], mark: str,
                 peaks: pd.DataFrame | None = None, labelled: pd.DataFrame | None = None,
-                held_out: tuple[list, list] | None = None) -> dict:
+                held_out: tuple[list, list] | None = None, genes: pd.DataFrame | None = None,
+                tss_flanks: tuple[int, int] = (1000, 1000)) -> dict:
     """Metrics of a genome track (chrom,start,end,score): with peaks, the fraction of bins overlapping a peak
-    and the track's AUROC for them (all bins: agreement, not a held-out metric); with labelled windows
+    and the track's AUROC for them (all bins: agreement, not a held-out metric); with genes (chrom, start,
+    end, strand), the same for bins within `tss_flanks` (upstream, downstream) of a TSS; with labelled windows
     (chrom,start,end,[mark,split,]label), each window scored by the mean of its bins, binary metrics per
     split. held_out=(val, test) regions first regroup the windows by a genome-mode record's own split."""
     results = {}
     if peaks is not None:
-        in_peak = intervals.overlaps(track, peaks)
-        results["peak_bins"] = {"fraction": float(in_peak.mean()),
-                                "auroc": float(roc_auc_score(in_peak, track["score"]))}
+        results["peak_bins"] = _bins_inside(track, peaks)
+    if genes is not None and len(genes):
+        results["tss_bins"] = _bins_inside(track, tss_spans(genes, *tss_flanks))
     if labelled is not None:
         labelled = labelled[labelled["chrom"].isin(chrom_sizes)]
         if "mark" in labelled:

@@ -391,7 +391,8 @@ def _map_model(params: dict) -> str:
 def map_summary(record: Path) -> dict:
     """What a map record (04 with varieties) wrote of its map, as one column: model, mark, window, the bins
     and variety-bins changing by its changed_delta, the variants inside them, the largest change, the most
-    variable block, and the labelled windows' AUROC when it scored any."""
+    variable block, and the AUROC of the reference track for bins near a TSS and for labelled windows when it
+    scored them."""
     record = Path(record)
     params = records.read_parameters(record)
     changed = pd.read_csv(next(p for p in (record / CHANGED, record / "changed_windows.tsv") if p.exists()),
@@ -411,6 +412,8 @@ def map_summary(record: Path) -> dict:
         "most variable block": f"{top.chrom}:{top.start}-{top.end}" if top is not None else "",
         "its range across varieties": float(top["range"]) if top is not None else np.nan,
     }
+    if "tss_bins" in scored:
+        summary["reference track: bins near a TSS, AUROC"] = scored["tss_bins"]["auroc"]
     for split in ("train", "test"):
         if f"labelled_{split}" in scored:
             summary[f"labelled {split} windows AUROC"] = scored[f"labelled_{split}"]["auroc"]
