@@ -32,7 +32,7 @@ def auroc(y, score, seed: int) -> str:
                     metrics.bootstrap_ci(y, score, n_boot=2000, seed=seed)["auroc"])
 
 
-def test_windows(genomewide: Record, data) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def block_windows(genomewide: Record, data) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The genome-wide record's test windows (tokens [n, window]), their targets [n, targets] and names."""
     p = genomewide.params
     built = prepare.from_genomewide(
@@ -51,7 +51,7 @@ def central(tokens: np.ndarray, width: int) -> np.ndarray:
 
 
 def rows(smep: Record, genomewide: Record, pairs: list[tuple[str, str]], data, seed: int) -> list[str]:
-    tokens, targets, names = test_windows(genomewide, data)
+    tokens, targets, names = block_windows(genomewide, data)
     predictor = smep.predictor()
     inside = central(tokens, predictor.window)
     scores = predictor(inside)

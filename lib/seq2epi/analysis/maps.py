@@ -389,10 +389,10 @@ def _map_model(params: dict) -> str:
 
 
 def map_summary(record: Path) -> dict:
-    """What a map record (04 with varieties) wrote of its map, as one column: model, mark, window, the bins
-    and variety-bins changing by its changed_delta, the variants inside them, the largest change, the most
-    variable block, and the AUROC of the reference track for bins near a TSS and for labelled windows when it
-    scored them."""
+    """What a map record (04 with varieties) wrote of its map, as one column: model, mark, changed_delta, the
+    bins and variety-bins changing by it, the variants inside them, the largest change, the most variable
+    block, and the AUROC of the reference track for bins near a TSS and for labelled windows when it scored
+    them."""
     record = Path(record)
     params = records.read_parameters(record)
     changed = pd.read_csv(next(p for p in (record / CHANGED, record / "changed_windows.tsv") if p.exists()),

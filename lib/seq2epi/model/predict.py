@@ -228,8 +228,8 @@ class Predictor:
                    device, spec.get("precision", "auto"), record.name)
 
     def select(self, mark: str) -> Predictor:
-        """This predictor scoring `mark` alone (probabilities [n]), e.g. the mark a population map draws; a
-        one-target predictor is itself, whatever its target is called."""
+        """This predictor scoring `mark` alone (probabilities [n, 1]), e.g. the mark a population map draws;
+        a one-target predictor is itself, whatever its target is called."""
         if len(self.marks) == 1:
             return self
         if mark not in self.marks:
