@@ -317,6 +317,20 @@ def test_a_missing_reference_is_one_sentence_before_a_record_is_made(workbook, p
     assert sorted(p.name for p in (workbook / "executed").iterdir() if p.is_dir()) == pretrained
 
 
+def test_compare_map_is_checked_before_a_record_is_made_and_kept_as_a_name(workbook, executed_stages):
+    old_map = workbook / "executed" / "2026-11-25_rice_3k_cultivars"
+    old_map.mkdir()
+    (old_map / "parameters.yaml").write_text("experiment: rice_3k_cultivars\n")
+    with pytest.raises(FileNotFoundError, match=r"parameter 'compare_map' = 'rice_3k_cultivars': record "
+                                                r"2026-11-25_rice_3k_cultivars has no variable_regions.tsv$"):
+        experiments.run_experiment("smoke", workbook, overrides={"compare_map": "rice_3k_cultivars"})
+    assert [p.name for p in (workbook / "executed").iterdir() if p.is_dir()] == [old_map.name]
+    (old_map / "variable_regions.tsv").write_text("chrom\tstart\tend\n")
+    record = experiments.run_experiment("smoke", workbook, stages=["01_data_prep"],
+                                        overrides={"compare_map": "rice_3k_cultivars"})
+    assert yaml.safe_load((record / "parameters.yaml").read_text())["compare_map"] == old_map.name
+
+
 def test_every_reference_of_the_parameter_files_names_a_record_not_a_dated_path():
     for path in sorted((REPO / "parameters").glob("*.yaml")):
         values = yaml.safe_load(path.read_text())

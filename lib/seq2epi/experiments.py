@@ -189,17 +189,21 @@ def tidy(notebook: Path) -> None:
 
 # What a resumed run may change: how long it trains and how and where it computes, never what it learns from.
 RESUMABLE = frozenset({"resume", "epochs", "device", "num_workers", "compile", "predict_batch_size", "note"})
-# Parameters naming another record's file: `<record or experiment id>[/<path in that record>]`.
-REFERENCES = ("init_checkpoint", "checkpoint")
 BEST_CHECKPOINT = "artifacts/checkpoints/best.pt"
+# Parameters naming another record (`<record or experiment id>[/<path in that record>]`), with the file the
+# record must hold when no path is given; those in BY_NAME are kept as the record's name.
+REFERENCES = {"init_checkpoint": BEST_CHECKPOINT, "checkpoint": BEST_CHECKPOINT,
+              "compare_map": "variable_regions.tsv"}
+BY_NAME = ("checkpoint", "compare_map")
 DISK_FAULTS = {errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
                errno.EDQUOT: "the disk quota is used up"}
 
 
 def resolve_reference(key: str, value: str, executed: Path) -> str:
     """A parameter naming another record as `<record or experiment id>[/<path>]` (an experiment id: its newest
-    record) → `checkpoint`: the record's name (04 predicts as its spec says); `init_checkpoint`: the path of
-    the file (no path: its best checkpoint) from a record beside it. A path (`../…`, `/…`) stays as given."""
+    record), checked before anything runs → `checkpoint` (04 predicts as its spec says) and `compare_map` (a
+    map record): the record's name; `init_checkpoint`: the path of the file (no path: its best checkpoint)
+    from a record beside it. A path (`../…`, `/…`) stays as given."""
     if not value or value.startswith((".", "/")):
         return value
     name, _, inside = value.partition("/")
@@ -208,13 +212,14 @@ def resolve_reference(key: str, value: str, executed: Path) -> str:
     except (FileNotFoundError, ValueError):
         raise ValueError(f"parameter {key!r} = {value!r} names no record: expected a record folder or an "
                          f"experiment id with a record in {executed}") from None
-    if not (record / (inside or BEST_CHECKPOINT)).is_file():
-        raise FileNotFoundError(f"parameter {key!r} = {value!r}: record {record.name} has no "
-                                f"{inside or BEST_CHECKPOINT} (artifacts stay on the machine that ran it)")
+    needed = inside or REFERENCES[key]
+    if not (record / needed).is_file():
+        why = " (artifacts stay on the machine that ran it)" if needed.startswith("artifacts/") else ""
+        raise FileNotFoundError(f"parameter {key!r} = {value!r}: record {record.name} has no {needed}{why}")
     print(f"{key}: {value} is record {record.name}", file=sys.stderr)
-    if key == "checkpoint" and not inside:
+    if key in BY_NAME and not inside:
         return record.name
-    return f"../{record.name}/{inside or BEST_CHECKPOINT}"
+    return f"../{record.name}/{needed}"
 
 
 def resolve_references(params: dict, executed: Path) -> dict:

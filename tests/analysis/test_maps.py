@@ -355,3 +355,10 @@ def test_compare_maps_sets_two_map_records_side_by_side(tmp_path):
     assert table.loc["labelled test windows AUROC", "old"] == 0.75
     assert table.loc["reference track: bins near a TSS, AUROC", "old"] == 0.65
     assert table.loc["variable blocks overlapping the other map's"].tolist() == ["1 of 2", "1 of 2"]
+
+
+def test_map_summary_of_a_record_without_a_map_is_one_sentence(tmp_path):
+    (tmp_path / "2026-01-01_smep").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^record 2026-01-01_smep holds no changed_windows.tsv.gz: "
+                                                r"it is not the record of a map \(04 with varieties\)$"):
+        maps.map_summary(tmp_path / "2026-01-01_smep")

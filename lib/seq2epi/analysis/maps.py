@@ -395,8 +395,12 @@ def map_summary(record: Path) -> dict:
     them."""
     record = Path(record)
     params = records.read_parameters(record)
-    changed = pd.read_csv(next(p for p in (record / CHANGED, record / "changed_windows.tsv") if p.exists()),
-                          sep="\t")  # records before 2026-12-07 wrote it uncompressed
+    # the changed windows: gzipped, or plain in the records from before 2026-12-07
+    written = [p for p in (record / CHANGED, record / "changed_windows.tsv") if p.exists()]
+    if not written:
+        raise FileNotFoundError(f"record {record.name} holds no {CHANGED}: it is not the record of a map "
+                                "(04 with varieties)")
+    changed = pd.read_csv(written[0], sep="\t")
     variable = pd.read_csv(record / "variable_regions.tsv", sep="\t")
     metrics_path = record / "genome_metrics.json"
     scored = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
