@@ -16,20 +16,12 @@ import argparse
 import datetime
 
 import numpy as np
+from cross_species import auroc, interval  # the forward direction's formatting, beside this script
 
 from seq2epi.data import prepare, sequence
 from seq2epi.lab import metrics, parameters
 from seq2epi.lab.io import atomic_path
 from seq2epi.lab.records import Record
-
-
-def interval(value: float, ci) -> str:
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def auroc(y, score, seed: int) -> str:
-    return interval(metrics.binary_metrics(y, score)["auroc"],
-                    metrics.bootstrap_ci(y, score, n_boot=2000, seed=seed)["auroc"])
 
 
 def block_windows(genomewide: Record, data) -> tuple[np.ndarray, np.ndarray, list[str]]:
